@@ -1,0 +1,1 @@
+"""swapstream export package."""

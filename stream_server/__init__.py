@@ -1,0 +1,1 @@
+"""swapstream stream_server package."""

@@ -1,0 +1,1 @@
+"""swapstream training package."""
