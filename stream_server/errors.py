@@ -1,0 +1,27 @@
+"""Errors of the stream server.
+
+ServerError (SwapstreamError)
+ +-- ConfigError       a flag or SWAPSTREAM_* variable with a bad value (names it)
+ +-- ModelLoadError    a manifest or model file missing, corrupt, mismatched (names the file)
+ +-- SignalingError    a malformed offer / WHIP / WHEP request (becomes HTTP 400)
+"""
+
+from __future__ import annotations
+
+from swapstream.errors import SwapstreamError
+
+
+class ServerError(SwapstreamError):
+    """A failure in the stream server."""
+
+
+class ConfigError(ServerError):
+    """A configuration value is invalid."""
+
+
+class ModelLoadError(ServerError):
+    """A model cannot be loaded; raised at load time, never at the first frame."""
+
+
+class SignalingError(ServerError):
+    """A signaling request is malformed."""
