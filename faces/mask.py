@@ -1,0 +1,88 @@
+"""Blend masks in crop coordinates: the face hull from landmarks, feathered by a blur."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faces.errors import FaceError
+from faces.types import check_points
+
+# A face outline in "eye frame" units (origin between the eyes, x along the eye line, one unit = eye distance):
+# an ellipse matching the mesh hull measured on 94 LFW faces (x +-1.13, y -0.83..+1.82).
+_OUTLINE_CENTRE = np.array([0.0, 0.50])
+_OUTLINE_RADII = np.array([1.10, 1.32])
+_OUTLINE_POINTS = 48
+
+
+def _mask_shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        shape = (int(size), int(size))
+    elif isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, (int, np.integer)) for v in size):
+        shape = (int(size[0]), int(size[1]))
+    else:
+        raise FaceError(f"mask size must be an int or (height, width), got {size!r}")
+    if min(shape) < 1:
+        raise FaceError(f"mask size must be positive, got {size!r}")
+    return shape
+
+
+def face_outline_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
+    """A face-shaped polygon (brow to chin) around 5 keypoints, for when no mesh exists."""
+    kp = check_points(keypoints, "keypoints", count=5)
+    eye_mid = (kp[0] + kp[1]) / 2
+    x_axis = kp[1] - kp[0]
+    eye_dist = float(np.linalg.norm(x_axis))
+    if eye_dist < 1e-6:
+        raise FaceError("keypoints are degenerate: both eyes at the same place")
+    x_axis = x_axis / eye_dist
+    y_axis = np.array([-x_axis[1], x_axis[0]])
+    # Mirrored faces or odd point orders would put the mouth above the eyes; follow the mouth's side.
+    if float((kp[3] + kp[4] - 2 * eye_mid) @ y_axis) < 0:
+        y_axis = -y_axis
+    angles = np.linspace(0.0, 2 * np.pi, _OUTLINE_POINTS, endpoint=False)
+    local = _OUTLINE_CENTRE + _OUTLINE_RADII * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return eye_mid + eye_dist * (local[:, :1] * x_axis + local[:, 1:] * y_axis)
+
+
+def feather_mask(mask: np.ndarray, amount: float) -> np.ndarray:
+    """Soften a [0,1] mask's edges with a Gaussian blur whose sigma is amount/2 px (0 leaves it hard)."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise FaceError(f"mask must be 2-D (height, width), got shape {arr.shape}")
+    if not np.isfinite(amount) or amount < 0:
+        raise FaceError(f"feather amount must be a number >= 0 px, got {amount!r}")
+    out = arr.astype(np.float32, copy=True)
+    if amount > 0:
+        sigma = amount / 2.0
+        ksize = 2 * int(np.ceil(3 * sigma)) + 1
+        out = cv2.GaussianBlur(out, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+    return np.clip(out, 0.0, 1.0)
+
+
+def hull_mask(points_in_crop: np.ndarray, size: int | tuple[int, int], feather: float = 0.0) -> np.ndarray:
+    """A float32 [0,1] mask of the landmarks' convex hull (a face-shaped region if only 5 keypoints).
+
+    With feather > 0 the hull is first shrunk by *feather* px and then blurred (sigma feather/2), so the mask is
+    about 1 well inside the face and falls to ~0 at the hull's edge, never spilling past it.
+    """
+    shape = _mask_shape(size)
+    pts = check_points(points_in_crop, "points_in_crop")
+    if pts.shape[0] == 5:
+        pts = face_outline_from_keypoints(pts)
+    elif pts.shape[0] < 3:
+        raise FaceError(f"hull_mask needs 5 keypoints or >= 3 landmarks, got {pts.shape[0]}")
+    if not np.isfinite(feather) or feather < 0:
+        raise FaceError(f"feather must be a number >= 0 px, got {feather!r}")
+    mask = np.zeros(shape, dtype=np.uint8)
+    # Fixed-point coordinates (4 fractional bits) keep sub-pixel landmark positions.
+    hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA, shift=4)
+    out = mask.astype(np.float32) / 255.0
+    if feather > 0:
+        radius = int(round(feather))
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            out = cv2.erode(out, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        out = feather_mask(out, feather)
+    return out
