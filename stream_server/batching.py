@@ -1,0 +1,150 @@
+"""Micro-batching across sessions: faces from frames that are ready together are inferred in one batch.
+
+One worker thread owns the inference calls. A request from the only live session runs at once; when several
+sessions are live, the worker waits at most `max_wait_ms` (<= 2 ms) for the other sessions' faces before it
+runs everything queued for the same model as one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class BatchBackend(Protocol):
+    """What the batcher needs from an inference backend."""
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+
+@dataclass
+class _Request:
+    model: str
+    faces: np.ndarray
+    session: str
+    future: Future[list[np.ndarray]] = field(default_factory=Future)
+
+
+class InferenceBatcher:
+    """Runs inference requests from many sessions on one worker thread, batching those that arrive together."""
+
+    def __init__(
+        self,
+        backends: Mapping[str, BatchBackend],
+        max_wait_ms: float = 2.0,
+        max_batch: int = 16,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._backends = dict(backends)
+        self._max_wait_s = max_wait_ms / 1000.0
+        self._max_batch = max_batch
+        self._on_batch = on_batch
+        self._pending: list[_Request] = []
+        self._live_sessions: set[str] = set()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="swapstream-batcher", daemon=True)
+        self._thread.start()
+
+    def register(self, session: str) -> None:
+        """Count `session` as live, so other sessions' requests may briefly wait for its faces."""
+        with self._cond:
+            self._live_sessions.add(session)
+
+    def unregister(self, session: str) -> None:
+        with self._cond:
+            self._live_sessions.discard(session)
+            self._cond.notify_all()
+
+    @property
+    def live_sessions(self) -> int:
+        with self._cond:
+            return len(self._live_sessions)
+
+    def infer(self, model: str, faces: np.ndarray, session: str, timeout_s: float = 10.0) -> list[np.ndarray]:
+        """Run `model` on `faces` (N,C,S,S) float32; blocks the calling (worker) thread until the batch ran."""
+        if model not in self._backends:
+            raise KeyError(model)
+        request = _Request(model, np.ascontiguousarray(faces, dtype=np.float32), session)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the inference batcher is closed")
+            self._pending.append(request)
+            self._cond.notify_all()
+        return request.future.result(timeout=timeout_s)
+
+    def close(self) -> None:
+        """Stop the worker thread; pending requests fail."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+        with self._cond:
+            for request in self._pending:
+                if not request.future.done():
+                    request.future.set_exception(RuntimeError("the inference batcher closed"))
+            self._pending.clear()
+
+    def _ready(self) -> bool:
+        sessions_waiting = {r.session for r in self._pending}
+        return len(sessions_waiting) >= max(1, len(self._live_sessions))
+
+    def _take_batch(self) -> list[_Request]:
+        """Under the lock: the longest run of queued requests for the first request's model, up to max_batch faces."""
+        model = self._pending[0].model
+        taken: list[_Request] = []
+        faces = 0
+        for request in list(self._pending):
+            if request.model != model:
+                continue
+            if taken and faces + len(request.faces) > self._max_batch:
+                break
+            taken.append(request)
+            faces += len(request.faces)
+        for request in taken:
+            self._pending.remove(request)
+        return taken
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                deadline = time.monotonic() + self._max_wait_s
+                while not self._closed and not self._ready():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                if self._closed:
+                    return
+                batch = self._take_batch()
+            self._run(batch)
+
+    def _run(self, batch: list[_Request]) -> None:
+        backend = self._backends[batch[0].model]
+        try:
+            stacked = batch[0].faces if len(batch) == 1 else np.concatenate([r.faces for r in batch], axis=0)
+            outputs = backend.run(stacked)
+        except Exception as exc:  # noqa: BLE001 - delivered to every waiting session, which reports it
+            for request in batch:
+                request.future.set_exception(exc)
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(stacked))
+        start = 0
+        for request in batch:
+            stop = start + len(request.faces)
+            request.future.set_result([output[start:stop] for output in outputs])
+            start = stop

@@ -1,0 +1,204 @@
+"""The server's configuration: one frozen dataclass built once from flags and SWAPSTREAM_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from stream_server.errors import ConfigError
+
+PipelineMode = Literal["swap", "echo"]
+ColorMode = Literal["rct", "lct", "none"]
+JitterBufferMode = Literal["marker", "stock"]
+
+COLOR_MODES: tuple[str, ...] = ("rct", "lct", "none")
+MAX_BATCH_WAIT_MS = 2.0
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Per-session processing options, set by /offer "options" and the "control" DataChannel."""
+
+    model: str = "a2b"
+    swap: bool = True
+    feather: int = 4
+    color: ColorMode = "rct"
+    boxes: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"option 'model' must be a non-empty string, got {self.model!r}")
+        if not isinstance(self.swap, bool):
+            raise ConfigError(f"option 'swap' must be true or false, got {self.swap!r}")
+        if isinstance(self.feather, bool) or not isinstance(self.feather, int) or not 0 <= self.feather <= 64:
+            raise ConfigError(f"option 'feather' must be an integer number of pixels in 0..64, got {self.feather!r}")
+        if self.color not in COLOR_MODES:
+            raise ConfigError(f"option 'color' must be one of {', '.join(COLOR_MODES)}, got {self.color!r}")
+        if not isinstance(self.boxes, bool):
+            raise ConfigError(f"option 'boxes' must be true or false, got {self.boxes!r}")
+
+    def updated(self, changes: Mapping[str, Any]) -> SessionOptions:
+        """A copy with `changes` applied; unknown keys and bad values raise ConfigError naming the key."""
+        known = {"model", "swap", "feather", "color", "boxes"}
+        unknown = sorted(set(changes) - known - {"type"})
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}")
+        values = {key: changes[key] for key in known if key in changes}
+        if "feather" in values and isinstance(values["feather"], float) and values["feather"].is_integer():
+            values["feather"] = int(values["feather"])
+        return replace(self, **values)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `swapstream serve` needs, validated once; handlers read it from app[CONFIG_KEY]."""
+
+    models_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    max_sessions: int = 4
+    pipeline: PipelineMode = "swap"
+    disclosure_mark: bool = True
+    jitter_buffer: JitterBufferMode = "marker"
+    detect_every: int = 1
+    max_faces: int = 4
+    max_body_bytes: int = 256 * 1024
+    workers: int = 2
+    batch_wait_ms: float = MAX_BATCH_WAIT_MS
+    max_batch: int = 16
+    stats_interval_s: float = 1.0
+    default_options: SessionOptions = field(default_factory=SessionOptions)
+
+    def __post_init__(self) -> None:
+        if self.pipeline not in ("swap", "echo"):
+            raise ConfigError(f"--pipeline must be swap or echo, got {self.pipeline!r}")
+        if self.pipeline == "swap" and self.models_dir is None:
+            raise ConfigError("--models is required with --pipeline swap (a folder holding manifest.json)")
+        if self.models_dir is not None and not (Path(self.models_dir) / "manifest.json").is_file():
+            raise ConfigError(f"--models {self.models_dir}: no manifest.json there (make one with `swapstream export`)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("--token must not be empty")
+        if self.max_sessions < 1:
+            raise ConfigError(f"--max-sessions must be >= 1, got {self.max_sessions}")
+        if self.jitter_buffer not in ("marker", "stock"):
+            raise ConfigError(f"--jitter-buffer must be marker or stock, got {self.jitter_buffer!r}")
+        if self.detect_every < 1:
+            raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if not 1 <= self.max_faces <= 16:
+            raise ConfigError(f"--max-faces must be in 1..16, got {self.max_faces}")
+        if self.max_body_bytes < 4096:
+            raise ConfigError(f"--max-body-kb must be >= 4, got {self.max_body_bytes // 1024}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"--workers must be in 1..64, got {self.workers}")
+        if not 0 <= self.batch_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise ConfigError(f"--batch-wait-ms must be in 0..{MAX_BATCH_WAIT_MS}, got {self.batch_wait_ms}")
+        if not 1 <= self.max_batch <= 256:
+            raise ConfigError(f"--max-batch must be in 1..256, got {self.max_batch}")
+        if self.stats_interval_s <= 0:
+            raise ConfigError(f"stats interval must be > 0, got {self.stats_interval_s}")
+
+    @property
+    def url(self) -> str:
+        """The address to open in a browser."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
+
+
+def _env(environ: Mapping[str, str], name: str, default: Any, parse: Any = str) -> Any:
+    """The SWAPSTREAM_<name> variable parsed with `parse`, or `default`; bad values name the variable."""
+    key = f"SWAPSTREAM_{name}"
+    raw = environ.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {key}={raw!r}: {exc}") from exc
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The `swapstream serve` flags; each default comes from its SWAPSTREAM_* variable when set."""
+    parser = argparse.ArgumentParser(
+        prog="swapstream serve",
+        description="Serve live face swapping over WebRTC (/offer, WHIP, WHEP). Every flag also reads SWAPSTREAM_<FLAG>.",
+    )
+    parser.add_argument("--models", default=_env(environ, "MODELS", "models/demo"),
+                        help="folder holding manifest.json (SWAPSTREAM_MODELS; default models/demo)")
+    parser.add_argument("--host", default=_env(environ, "HOST", "127.0.0.1"),
+                        help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=_env(environ, "PORT", 8080, int), help="TCP port (default 8080)")
+    parser.add_argument("--token", default=_env(environ, "TOKEN", None),
+                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip and /whep (SWAPSTREAM_TOKEN)")
+    parser.add_argument("--max-sessions", type=int, default=_env(environ, "MAX_SESSIONS", 4, int),
+                        help="most live sessions; more get HTTP 503 (default 4)")
+    parser.add_argument("--pipeline", choices=("swap", "echo"), default=_env(environ, "PIPELINE", "swap"),
+                        help="swap faces, or echo frames unchanged (baseline for latency)")
+    parser.add_argument("--no-disclosure-mark", action="store_true",
+                        default=not _env(environ, "DISCLOSURE_MARK", True, _parse_bool),
+                        help="do not draw the visible 'AI-generated' mark (on by default; SWAPSTREAM_DISCLOSURE_MARK=0)")
+    parser.add_argument("--jitter-buffer", choices=("marker", "stock"), default=_env(environ, "JITTER_BUFFER", "marker"),
+                        help="release video frames on the RTP marker bit (marker) or aiortc's stock rule")
+    parser.add_argument("--detect-every", type=int, default=_env(environ, "DETECT_EVERY", 1, int),
+                        help="run the face detector every N frames, tracking in between (default 1)")
+    parser.add_argument("--max-faces", type=int, default=_env(environ, "MAX_FACES", 4, int),
+                        help="most faces swapped per frame (default 4)")
+    parser.add_argument("--max-body-kb", type=int, default=_env(environ, "MAX_BODY_KB", 256, int),
+                        help="largest accepted request body in KiB (default 256)")
+    parser.add_argument("--workers", type=int, default=_env(environ, "WORKERS", 2, int),
+                        help="frame-processing threads (default 2)")
+    parser.add_argument("--batch-wait-ms", type=float, default=_env(environ, "BATCH_WAIT_MS", MAX_BATCH_WAIT_MS, float),
+                        help="longest wait for other sessions' faces to batch together, <= 2 ms (default 2)")
+    parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
+                        help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
+    parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
+                        help="default mask feather in face-crop pixels (default 4)")
+    parser.add_argument("--color", choices=COLOR_MODES, default=_env(environ, "COLOR", "rct"),
+                        help="default colour-transfer mode (default rct)")
+    return parser
+
+
+def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Parse `swapstream serve` flags (falling back to SWAPSTREAM_* variables) into a ServerConfig."""
+    env = os.environ if environ is None else environ
+    args = build_parser(env).parse_args(list(argv))
+    pipeline = args.pipeline
+    models_dir: Path | None = Path(args.models) if args.models else None
+    if pipeline == "echo" and models_dir is not None and not (models_dir / "manifest.json").is_file():
+        models_dir = None  # echo needs no models; /api/models then lists none
+    try:
+        defaults = SessionOptions(model=args.model, feather=args.feather, color=args.color)
+    except ConfigError as exc:
+        raise ConfigError(f"--model/--feather/--color: {exc}") from exc
+    return ServerConfig(
+        models_dir=models_dir,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        max_sessions=args.max_sessions,
+        pipeline=pipeline,
+        disclosure_mark=not args.no_disclosure_mark,
+        jitter_buffer=args.jitter_buffer,
+        detect_every=args.detect_every,
+        max_faces=args.max_faces,
+        max_body_bytes=args.max_body_kb * 1024,
+        workers=args.workers,
+        batch_wait_ms=args.batch_wait_ms,
+        default_options=defaults,
+    )

@@ -1,0 +1,276 @@
+"""The per-session frame pipeline: detect/track -> align -> infer (batched) -> colour transfer + blend -> mark.
+
+`FramePipeline.process(frame_rgb, options) -> (frame, stage_ms)` runs in a worker thread, never on the event
+loop. Echo is the same pipeline with the swap stage off. The top-left 200x24 px (the profiler's frame-number
+code) is restored from the input after every drawing step, so the server never changes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import cv2
+import numpy as np
+
+from stream_server.config import SessionOptions
+from stream_server.errors import ConfigError, ServerError
+from stream_server.mark import draw_disclosure_mark
+
+logger = logging.getLogger(__name__)
+
+# The profiler's frame-number code lives here (docs/CONTRACTS.md); never drawn on.
+RESERVED_CORNER = (200, 24)  # width, height
+
+
+class Infer(Protocol):
+    """Runs a named swap model on a batch of crops: (N,3,S,S) float32 in [0,1] -> [rgb, mask, ...]."""
+
+    def __call__(self, model: str, faces: np.ndarray) -> list[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class SwapModelInfo:
+    """A swap model as the pipeline needs it: its manifest name, direction, crop size and output order."""
+
+    name: str
+    direction: str
+    face_size: int
+    rgb_index: int
+    mask_index: int | None
+
+
+class ModelCatalog:
+    """The swap models of a manifest, resolved by manifest name or by direction ("a2b" / "b2a")."""
+
+    def __init__(self, models: Mapping[str, SwapModelInfo]) -> None:
+        self._models = dict(models)
+
+    @classmethod
+    def from_entries(cls, entries: list[Any]) -> ModelCatalog:
+        models: dict[str, SwapModelInfo] = {}
+        for entry in entries:
+            if _field(entry, "kind") != "swap":
+                continue
+            outputs = [_field(o, "name") for o in _field(entry, "outputs")]
+            rgb_index = outputs.index("rgb") if "rgb" in outputs else 0
+            mask_index = outputs.index("mask") if "mask" in outputs else None
+            name = _field(entry, "name")
+            models[name] = SwapModelInfo(name, _field(entry, "direction"), int(_field(entry, "face_size")),
+                                         rgb_index, mask_index)
+        return cls(models)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def resolve(self, model: str) -> SwapModelInfo:
+        """The model named `model`, or the first model with that direction; ConfigError lists the choices."""
+        if model in self._models:
+            return self._models[model]
+        for info in self._models.values():
+            if info.direction == model:
+                return info
+        choices = ", ".join(sorted(set(self._models) | {m.direction for m in self._models.values()})) or "none loaded"
+        raise ConfigError(f"option 'model': no swap model {model!r}; choices: {choices}")
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, Mapping) else getattr(obj, name)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Server-wide pipeline settings taken from ServerConfig."""
+
+    mode: Literal["swap", "echo"] = "swap"
+    detect_every: int = 1
+    max_faces: int = 4
+    disclosure_mark: bool = True
+
+
+@dataclass
+class _Track:
+    """One tracked face: its latest Face and the smoother that steadies its keypoints."""
+
+    face: Any
+    smoother: Any
+    missed: int = 0
+
+
+class FaceTracker:
+    """Detects faces every N frames and follows them in between with optical flow, smoothing keypoints."""
+
+    def __init__(self, detector: Any, detect_every: int, max_faces: int,
+                 smoother_factory: Callable[[], Any]) -> None:
+        self._detector = detector
+        self._detect_every = detect_every
+        self._max_faces = max_faces
+        self._smoother_factory = smoother_factory
+        self._tracks: list[_Track] = []
+        self._frame_index = 0
+        self._prev_gray: np.ndarray | None = None
+
+    def faces(self, frame_rgb: np.ndarray, timestamp_s: float) -> list[Any]:
+        from faces.types import Face
+
+        gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
+        detect_now = self._frame_index % self._detect_every == 0 or not self._tracks or self._prev_gray is None
+        self._frame_index += 1
+        if detect_now:
+            detected = sorted(self._detector.detect(frame_rgb), key=lambda f: -f.score)[: self._max_faces]
+            self._tracks = self._match(detected)
+        else:
+            self._tracks = [t for t in (self._follow(t, self._prev_gray, gray) for t in self._tracks) if t]
+        self._prev_gray = gray
+        smoothed = []
+        for track in self._tracks:
+            keypoints = np.asarray(track.smoother(track.face.keypoints, timestamp_s), dtype=np.float32)
+            smoothed.append(Face(box=track.face.box, score=track.face.score, keypoints=keypoints,
+                                 mesh=track.face.mesh))
+        return smoothed
+
+    def _match(self, detected: list[Any]) -> list[_Track]:
+        """Pair new detections with existing tracks by nearest centre, so each face keeps its smoother."""
+        remaining = list(self._tracks)
+        tracks: list[_Track] = []
+        for face in detected:
+            centre = face.keypoints.mean(axis=0)
+            size = float(face.box[2] - face.box[0])
+            best = min(remaining, key=lambda t: float(np.linalg.norm(t.face.keypoints.mean(axis=0) - centre)),
+                       default=None)
+            if best is not None and np.linalg.norm(best.face.keypoints.mean(axis=0) - centre) < 0.5 * size:
+                remaining.remove(best)
+                best.face, best.missed = face, 0
+                tracks.append(best)
+            else:
+                tracks.append(_Track(face, self._smoother_factory()))
+        return tracks
+
+    @staticmethod
+    def _follow(track: _Track, prev_gray: np.ndarray, gray: np.ndarray) -> _Track | None:
+        """Move a track's face by the similarity transform its keypoints followed (pyramidal Lucas-Kanade)."""
+        from faces.types import Face
+
+        old = track.face.keypoints.reshape(-1, 1, 2).astype(np.float32)
+        new, status, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, old, None, winSize=(21, 21), maxLevel=3)
+        ok = status.reshape(-1).astype(bool)
+        if ok.sum() < 3:
+            return None
+        matrix, _ = cv2.estimateAffinePartial2D(old[ok], new[ok])
+        if matrix is None:
+            return None
+
+        def move(points: np.ndarray) -> np.ndarray:
+            return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+        face = track.face
+        corners = move(face.box.reshape(2, 2))
+        box = np.array([*corners.min(axis=0), *corners.max(axis=0)], dtype=np.float32)
+        mesh = move(face.mesh) if face.mesh is not None else None
+        track.face = Face(box=box, score=face.score, keypoints=move(face.keypoints), mesh=mesh)
+        return track
+
+
+class FramePipeline:
+    """Processes one session's frames; one instance per session (it owns the detector and tracking state)."""
+
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        catalog: ModelCatalog,
+        infer: Infer | None,
+        detector_factory: Callable[[int], Any] | None = None,
+        smoother_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._infer = infer
+        self._detector_factory = detector_factory or _default_detector
+        self._smoother_factory = smoother_factory or _default_smoother
+        self._tracker: FaceTracker | None = None
+        self._detector: Any = None
+        self.last_face_count = 0
+
+    def close(self) -> None:
+        """Free the detector (mediapipe graphs hold native memory and threads)."""
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
+            self._tracker = None
+
+    def _faces(self, frame_rgb: np.ndarray, timestamp_s: float) -> list[Any]:
+        if self._tracker is None:
+            self._detector = self._detector_factory(self._settings.max_faces)
+            self._tracker = FaceTracker(self._detector, self._settings.detect_every, self._settings.max_faces,
+                                        self._smoother_factory)
+        return self._tracker.faces(frame_rgb, timestamp_s)
+
+    def process(self, frame_rgb: np.ndarray, options: SessionOptions,
+                timestamp_s: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """Swap every face (up to the maximum) in an RGB uint8 frame; returns the new frame and stage times in ms."""
+        from faces.align import align_face, paste_back, transform_points
+        from faces.color import transfer_color
+        from faces.mask import hull_mask
+
+        stage_ms: dict[str, float] = {}
+        frame = np.ascontiguousarray(frame_rgb)
+        corner_w, corner_h = RESERVED_CORNER
+        corner = frame[:corner_h, :corner_w].copy()
+        swap_on = self._settings.mode == "swap" and options.swap and self._infer is not None
+        faces: list[Any] = []
+        if swap_on or options.boxes:
+            t0 = time.perf_counter()
+            faces = self._faces(frame, time.monotonic() if timestamp_s is None else timestamp_s)
+            stage_ms["detect"] = (time.perf_counter() - t0) * 1000
+        if swap_on and faces:
+            model = self._catalog.resolve(options.model)
+            t0 = time.perf_counter()
+            aligned = [align_face(frame, face, model.face_size) for face in faces]
+            batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+            stage_ms["align"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            assert self._infer is not None
+            outputs = self._infer(model.name, batch)
+            stage_ms["infer"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            rgb = outputs[model.rgb_index]
+            model_masks = outputs[model.mask_index] if model.mask_index is not None else None
+            if rgb.shape[0] != len(faces):
+                raise ServerError(f"model {model.name} returned {rgb.shape[0]} faces for a batch of {len(faces)}")
+            for i, (face, crop) in enumerate(zip(faces, aligned)):
+                swapped = (np.clip(rgb[i].transpose(1, 2, 0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+                # The mesh hull where the detector found one, else a face outline grown from the 5 keypoints.
+                mask = hull_mask(transform_points(face.points, crop.matrix), model.face_size, options.feather)
+                if model_masks is not None:
+                    mask = mask * np.clip(model_masks[i, 0], 0.0, 1.0)
+                if options.color != "none":
+                    swapped = transfer_color(swapped, crop.crop, options.color, mask=mask)
+                frame = paste_back(frame, swapped, crop.matrix, mask.astype(np.float32))
+            stage_ms["blend"] = (time.perf_counter() - t0) * 1000
+        if options.boxes:
+            for face in faces:
+                x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+                cv2.rectangle(frame, (x0, y0), (x1, y1), (0, 255, 0), 2)
+        if self._settings.disclosure_mark:
+            draw_disclosure_mark(frame)
+        frame[:corner_h, :corner_w] = corner
+        self.last_face_count = len(faces) if swap_on else 0
+        return frame, stage_ms
+
+
+def _default_detector(max_faces: int) -> Any:
+    from faces.detect import FaceDetector
+
+    # Video mode: the mesh model tracks between frames instead of re-detecting from scratch.
+    return FaceDetector(max_faces=max_faces, static_images=False)
+
+
+def _default_smoother() -> Callable[[np.ndarray, float], np.ndarray]:
+    from faces.smooth import LandmarkSmoother
+
+    smoother = LandmarkSmoother()
+    return lambda points, t: smoother(points, t)

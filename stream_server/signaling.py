@@ -1,0 +1,209 @@
+"""Signaling: POST /offer (JSON), WHIP ingest (RFC 9725) and WHEP egress, with bearer auth and size limits.
+
+Every handler reaches shared state through request.app[STATE_KEY]. Bad requests raise SignalingError,
+which the error middleware (app.py) turns into HTTP 400 with the message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from stream_server.errors import ConfigError, SignalingError
+from stream_server.session import STATE_KEY, ServerState, Session, UnknownSessionError
+
+logger = logging.getLogger(__name__)
+
+SDP_CONTENT_TYPE = "application/sdp"
+
+
+class AuthError(SignalingError):
+    """Missing or wrong bearer token (HTTP 401)."""
+
+
+def check_token(request: web.Request) -> None:
+    """Require `Authorization: Bearer <token>` when the server has a token."""
+    token = request.app[STATE_KEY].config.token
+    if token is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise AuthError("missing or wrong bearer token: send 'Authorization: Bearer <token>' (the server's --token)")
+
+
+async def read_body(request: web.Request) -> str:
+    """The request body as text, refusing bodies over the server's limit before reading them."""
+    limit = request.app[STATE_KEY].config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
+                                            text=f"request body of {request.content_length} bytes is over the "
+                                                 f"limit of {limit} bytes (--max-body-kb)")
+    try:
+        return await request.text()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1,
+                                            text=f"request body is over the limit of {limit} bytes (--max-body-kb)") \
+            from exc
+    except UnicodeDecodeError as exc:
+        raise SignalingError(f"request body is not text: {exc}") from exc
+
+
+def _check_sdp(sdp: Any, what: str) -> str:
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignalingError(f"{what}: the SDP is empty or not a string")
+    if not sdp.lstrip().startswith("v=0"):
+        raise SignalingError(f"{what}: not an SDP offer (it must start with 'v=0')")
+    if "\nm=video" not in sdp.replace("\r\n", "\n"):
+        raise SignalingError(f"{what}: the offer has no video (m=video) section")
+    return sdp
+
+
+def _install_jitter_buffers(pc: RTCPeerConnection, state: ServerState) -> None:
+    """Put our marker-bit jitter buffer on every video receiver, when that helper is available."""
+    try:
+        from stream_server.jitterbuffer import install_on_receiver
+    except ImportError:  # the helper is optional; stock aiortc buffering still works
+        logger.debug("stream_server.jitterbuffer not available; stock jitter buffer")
+        return
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "video":
+            install_on_receiver(transceiver.receiver, state.config.jitter_buffer)
+
+
+async def _negotiate(pc: RTCPeerConnection, sdp: str, what: str, state: ServerState,
+                     before_answer: Any = None) -> RTCSessionDescription:
+    """Apply the remote offer and make our answer; aiortc's errors become SignalingError (400)."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+    except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, KeyError, InvalidStateError...
+        raise SignalingError(f"{what}: cannot apply the offer: {type(exc).__name__}: {exc}") from exc
+    _install_jitter_buffers(pc, state)
+    if before_answer is not None:
+        before_answer()
+    try:
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # noqa: BLE001
+        raise SignalingError(f"{what}: cannot answer the offer: {type(exc).__name__}: {exc}") from exc
+    return pc.localDescription
+
+
+async def _start_session(request: web.Request, sdp: str, options: dict[str, Any], kind: str,
+                         what: str) -> tuple[Session, RTCSessionDescription]:
+    state = request.app[STATE_KEY]
+    try:
+        session_options = state.config.default_options.updated(options)
+        if state.config.pipeline == "swap" and session_options.swap:
+            state.catalog.resolve(session_options.model)
+    except ConfigError as exc:
+        raise SignalingError(f"{what}: {exc}") from exc
+    session = state.registry.create(kind, session_options)  # type: ignore[arg-type]
+
+    def on_track(track: Any) -> None:
+        if track.kind != "video":
+            return
+        session.attach_input(track)
+        if kind == "offer":
+            session.pc.addTrack(session.broadcaster.subscribe())
+
+    session.pc.on("track", on_track)
+    try:
+        answer = await _negotiate(session.pc, sdp, what, state)
+    except BaseException:
+        await session.close()
+        raise
+    logger.info("session %s started (%s) from %s", session.id[:8], kind, request.remote)
+    return session, answer
+
+
+async def handle_offer(request: web.Request) -> web.Response:
+    """POST /offer: {"sdp", "type": "offer", "options"} -> {"sdp", "type": "answer", "session_id"}."""
+    check_token(request)
+    text = await read_body(request)
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise SignalingError(f"POST /offer: body is not valid JSON: {exc}") from exc
+    if not isinstance(params, dict):
+        raise SignalingError('POST /offer: body must be a JSON object {"sdp", "type", "options"}')
+    if params.get("type") != "offer":
+        raise SignalingError(f'POST /offer: "type" must be "offer", got {params.get("type")!r}')
+    options = params.get("options") or {}
+    if not isinstance(options, dict):
+        raise SignalingError('POST /offer: "options" must be a JSON object')
+    sdp = _check_sdp(params.get("sdp"), "POST /offer")
+    session, answer = await _start_session(request, sdp, options, "offer", "POST /offer")
+    return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id})
+
+
+def _require_sdp_content_type(request: web.Request, what: str) -> None:
+    if request.content_type != SDP_CONTENT_TYPE:
+        raise web.HTTPUnsupportedMediaType(text=f"{what}: Content-Type must be {SDP_CONTENT_TYPE}, "
+                                                f"got {request.content_type or 'none'}")
+
+
+async def handle_whip_post(request: web.Request) -> web.Response:
+    """POST /whip (RFC 9725): an SDP offer -> 201 Created, Location /whip/<id>, the SDP answer."""
+    check_token(request)
+    _require_sdp_content_type(request, "POST /whip")
+    sdp = _check_sdp(await read_body(request), "POST /whip")
+    session, answer = await _start_session(request, sdp, {}, "whip", "POST /whip")
+    return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
+                        headers={"Location": f"/whip/{session.id}", "ETag": f'"{session.id}"',
+                                 "Link": f'</whep/{session.id}>; rel="alternate"'})
+
+
+async def handle_whip_delete(request: web.Request) -> web.Response:
+    """DELETE /whip/<id>: end the ingest session and its viewers."""
+    check_token(request)
+    state = request.app[STATE_KEY]
+    session = state.registry.get(request.match_info["session_id"])
+    await session.close()
+    return web.Response(status=200, text="session ended\n")
+
+
+async def handle_whep_post(request: web.Request) -> web.Response:
+    """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video."""
+    check_token(request)
+    _require_sdp_content_type(request, "POST /whep")
+    state = request.app[STATE_KEY]
+    session = state.registry.get(request.match_info["session_id"])
+    sdp = _check_sdp(await read_body(request), "POST /whep")
+    pc = RTCPeerConnection()
+    viewer_id = session.add_viewer(pc)
+
+    def add_video() -> None:
+        pc.addTrack(session.broadcaster.subscribe())
+
+    try:
+        answer = await _negotiate(pc, sdp, "POST /whep", state, before_answer=add_video)
+    except BaseException:
+        await session.remove_viewer(viewer_id)
+        raise
+    logger.info("session %s: WHEP viewer %s joined", session.id[:8], viewer_id[:8])
+    return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
+                        headers={"Location": f"/whep/{session.id}/{viewer_id}"})
+
+
+async def handle_whep_delete(request: web.Request) -> web.Response:
+    """DELETE /whep/<id>/<viewer>: end one viewer."""
+    check_token(request)
+    state = request.app[STATE_KEY]
+    session = state.registry.get(request.match_info["session_id"])
+    if not await session.remove_viewer(request.match_info["viewer_id"]):
+        raise UnknownSessionError(f"session {session.id} has no viewer {request.match_info['viewer_id']!r}")
+    return web.Response(status=200, text="viewer ended\n")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the signaling endpoints."""
+    app.router.add_post("/offer", handle_offer)
+    app.router.add_post("/whip", handle_whip_post)
+    app.router.add_delete("/whip/{session_id}", handle_whip_delete)
+    app.router.add_post("/whep/{session_id}", handle_whep_post)
+    app.router.add_delete("/whep/{session_id}/{viewer_id}", handle_whep_delete)
