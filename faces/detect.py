@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from faces.errors import FaceError
@@ -25,6 +26,11 @@ MOUTH_IMAGE_RIGHT = 291
 # half-width measured on 94 LFW faces.
 MOUTH_HALF_WIDTH = 0.41
 PAIR_MIN_IOU = 0.3
+# The mesh's own face finder is the short-range model on a 128 px view of the whole frame, so it misses faces
+# smaller than ~1/5 of the frame that the full-range detector finds; those get a mesh from a square crop of
+# CROP_MESH_CONTEXT x the detector box, resized to CROP_MESH_SIZE px.
+CROP_MESH_CONTEXT = 2.0
+CROP_MESH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class DetectorConfig:
     """Also run the 468-point face mesh (keypoints then come from the mesh)."""
     refine_landmarks: bool = False
     """Use mediapipe's attention mesh (sharper eyes/lips, slower); only the 468 mesh points are kept."""
+    require_mesh: bool = False
+    """Drop detections the mesh model cannot confirm (fewer false faces; needs mesh=True)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.max_faces, bool) or not isinstance(self.max_faces, int) or self.max_faces < 1:
@@ -51,6 +59,8 @@ class DetectorConfig:
             raise FaceError(f"min_score must lie in [0, 1], got {self.min_score!r}")
         if self.model not in ("short", "full"):
             raise FaceError(f"model must be 'short' or 'full', got {self.model!r}")
+        if self.require_mesh and not self.mesh:
+            raise FaceError("require_mesh needs mesh=True")
 
 
 class FaceDetector:
@@ -68,6 +78,7 @@ class FaceDetector:
         model: Literal["short", "full"] = "full",
         mesh: bool = True,
         refine_landmarks: bool = False,
+        require_mesh: bool = False,
     ) -> None:
         self.config = DetectorConfig(
             max_faces=max_faces,
@@ -76,6 +87,7 @@ class FaceDetector:
             model=model,
             mesh=mesh,
             refine_landmarks=refine_landmarks,
+            require_mesh=require_mesh,
         )
         try:
             # Imported here so `import faces.detect` stays cheap for code that only needs the types.
@@ -88,7 +100,14 @@ class FaceDetector:
             min_detection_confidence=cfg.min_score,
         )
         self._mesh = None
+        self._crop_mesh = None
         if cfg.mesh:
+            self._crop_mesh = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=cfg.refine_landmarks,
+                min_detection_confidence=0.3,
+            )
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=cfg.static_images,
                 max_num_faces=cfg.max_faces,
@@ -108,6 +127,7 @@ class FaceDetector:
             model=config.model,
             mesh=config.mesh,
             refine_landmarks=config.refine_landmarks,
+            require_mesh=config.require_mesh,
         )
 
     def detect(self, frame_rgb: np.ndarray) -> list[Face]:
@@ -144,10 +164,35 @@ class FaceDetector:
 
         faces = []
         for i, (score, box, det_kp) in enumerate(detections):
-            mesh = meshes[pairs[i]] if i in pairs else None
+            mesh = meshes[pairs[i]] if i in pairs else self._mesh_in_crop(frame, box)
+            if mesh is None and self.config.require_mesh:
+                logger.debug("dropping a face at %s that the mesh model did not confirm", box.round())
+                continue
             keypoints = keypoints_from_mesh(mesh) if mesh is not None else keypoints_from_detector(det_kp)
             faces.append(Face(box=box, score=score, keypoints=keypoints, mesh=mesh))
         return faces
+
+    def _mesh_in_crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """The mesh of the face in *box*, found on an upscaled crop around it (None if not found)."""
+        if self._crop_mesh is None:
+            return None
+        centre = (box[:2] + box[2:]) / 2
+        half = CROP_MESH_CONTEXT * max(box[2] - box[0], box[3] - box[1], 4.0) / 2
+        scale = CROP_MESH_SIZE / (2 * half)
+        # crop px = (frame px - origin) * scale
+        origin = centre - half
+        to_crop = np.array([[scale, 0.0, -origin[0] * scale], [0.0, scale, -origin[1] * scale]])
+        crop = cv2.warpAffine(
+            frame, to_crop, (CROP_MESH_SIZE, CROP_MESH_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+        result = self._crop_mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        landmarks = result.multi_face_landmarks[0].landmark[:MESH_POINTS]
+        pts = np.array([[p.x, p.y] for p in landmarks], dtype=np.float64) * CROP_MESH_SIZE
+        mesh = pts / scale + origin
+        mesh_box = np.concatenate([mesh.min(axis=0), mesh.max(axis=0)])
+        return mesh if _box_iou(box, mesh_box) >= PAIR_MIN_IOU else None
 
     def close(self) -> None:
         """Release the mediapipe graphs; further detect() calls raise."""
@@ -157,6 +202,8 @@ class FaceDetector:
         self._detector.close()
         if self._mesh is not None:
             self._mesh.close()
+        if self._crop_mesh is not None:
+            self._crop_mesh.close()
 
     def __enter__(self) -> FaceDetector:
         return self
