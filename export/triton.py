@@ -1,0 +1,84 @@
+"""A Triton Inference Server model repository from the exported graphs (`--triton`).
+
+Layout: `REPO/<model>/config.pbtxt` and `REPO/<model>/1/model.onnx`, served by Triton's ONNX Runtime backend
+with dynamic batching, so the same models can run on a Triton fleet when one machine is not enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from export.errors import ExportError
+from export.manifest import ManifestEntry, TensorSpec
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "onnxruntime_onnx"
+# How long Triton may hold a request to gather a batch: the same 2 ms bound the stream server's micro-batcher uses.
+MAX_QUEUE_DELAY_US = 2000
+_TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
+                  "uint8": "TYPE_UINT8"}
+
+
+def triton_model_name(entry: ManifestEntry) -> str:
+    """The repository folder (= Triton model name) of an entry: its name with anything but `[A-Za-z0-9_.-]` made `_`."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in entry.name)
+
+
+def _tensor_block(spec: TensorSpec) -> str:
+    dtype = _TRITON_DTYPES.get(spec.dtype)
+    if dtype is None:
+        raise ExportError(f"Triton: no Triton data type for {spec.name}'s {spec.dtype}")
+    if not isinstance(spec.shape[0], str):
+        raise ExportError(f"Triton: {spec.name}'s first axis must be the batch axis, found {spec.shape[0]!r}")
+    tail = spec.shape[1:]
+    if not all(isinstance(dim, int) for dim in tail):
+        raise ExportError(f"Triton: {spec.name} has dynamic dimensions past the batch axis: {list(spec.shape)}")
+    dims = ", ".join(str(dim) for dim in tail)
+    return f'  {{\n    name: "{spec.name}"\n    data_type: {dtype}\n    dims: [ {dims} ]\n  }}'
+
+
+def config_pbtxt(entry: ManifestEntry, max_batch: int) -> str:
+    """The text-format ModelConfig of one entry (dims exclude the batch axis, as max_batch_size > 0 requires)."""
+    # no 1 here: a preferred size of 1 would send every lone request straight through, unbatched
+    preferred = sorted({size for size in (4, 8, 16, max_batch) if size <= max_batch})
+    inputs = ",\n".join(_tensor_block(spec) for spec in entry.inputs)
+    outputs = ",\n".join(_tensor_block(spec) for spec in entry.outputs)
+    precision = "FP16" if entry.precision == "fp16" or entry.kind == "swap" else "FP32"
+    return (
+        f"# {entry.kind} model exported by swapstream from {entry.source.get('run')} "
+        f"(step {entry.source.get('step')}); sha256 {entry.sha256}\n"
+        f'name: "{triton_model_name(entry)}"\n'
+        f'platform: "{PLATFORM}"\n'
+        f"max_batch_size: {max_batch}\n"
+        f"input [\n{inputs}\n]\n"
+        f"output [\n{outputs}\n]\n"
+        "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {', '.join(str(size) for size in preferred)} ]\n"
+        f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}\n"
+        "}\n"
+        "instance_group [\n  {\n    count: 1\n    kind: KIND_AUTO\n  }\n]\n"
+        "# on GPU instances, let ONNX Runtime hand the graph to TensorRT\n"
+        "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
+        f'      {{\n        name: "tensorrt"\n        parameters {{ key: "precision_mode" value: "{precision}" }}\n'
+        "      }\n    ]\n  }\n}\n"
+    )
+
+
+def write_triton_repository(models_dir: Path, entries: list[ManifestEntry], max_batch: int) -> Path:
+    """Write `models_dir/triton/` with one model folder per entry; returns the repository path."""
+    repo = models_dir / "triton"
+    names = [triton_model_name(entry) for entry in entries]
+    if len(set(names)) != len(names):
+        raise ExportError(f"Triton: model folder names collide: {names}")
+    if repo.exists():
+        shutil.rmtree(repo)
+    for entry, name in zip(entries, names):
+        version_dir = repo / name / "1"
+        version_dir.mkdir(parents=True)
+        shutil.copyfile(models_dir / entry.file, version_dir / "model.onnx")
+        (repo / name / "config.pbtxt").write_text(config_pbtxt(entry, max_batch), encoding="utf-8")
+        log.info("Triton: wrote %s", repo / name)
+    return repo
