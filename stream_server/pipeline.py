@@ -92,70 +92,36 @@ class PipelineSettings:
     disclosure_mark: bool = True
 
 
-@dataclass
-class _Track:
-    """One tracked face: its latest Face and the smoother that steadies its keypoints."""
-
-    face: Any
-    smoother: Any
-    missed: int = 0
-
-
 class FaceTracker:
-    """Detects faces every N frames and follows them in between with optical flow, smoothing keypoints."""
+    """Detects faces every N frames, follows them in between with optical flow, and smooths their landmarks."""
 
-    def __init__(self, detector: Any, detect_every: int, max_faces: int,
-                 smoother_factory: Callable[[], Any]) -> None:
+    def __init__(self, detector: Any, detect_every: int, max_faces: int, smoother: Any) -> None:
         self._detector = detector
         self._detect_every = detect_every
         self._max_faces = max_faces
-        self._smoother_factory = smoother_factory
-        self._tracks: list[_Track] = []
+        self._smoother = smoother
+        self._faces: list[Any] = []
         self._frame_index = 0
         self._prev_gray: np.ndarray | None = None
 
     def faces(self, frame_rgb: np.ndarray, timestamp_s: float) -> list[Any]:
-        from faces.types import Face
-
-        gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
-        detect_now = self._frame_index % self._detect_every == 0 or not self._tracks or self._prev_gray is None
+        """This frame's faces (highest score first, at most max_faces), landmarks smoothed over time."""
+        gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY) if self._detect_every > 1 else None
+        detect_now = self._frame_index % self._detect_every == 0 or not self._faces or self._prev_gray is None
         self._frame_index += 1
         if detect_now:
-            detected = sorted(self._detector.detect(frame_rgb), key=lambda f: -f.score)[: self._max_faces]
-            self._tracks = self._match(detected)
+            self._faces = list(self._detector.detect(frame_rgb))[: self._max_faces]
         else:
-            self._tracks = [t for t in (self._follow(t, self._prev_gray, gray) for t in self._tracks) if t]
+            assert gray is not None and self._prev_gray is not None
+            followed = (self._follow(face, self._prev_gray, gray) for face in self._faces)
+            self._faces = [face for face in followed if face is not None]
         self._prev_gray = gray
-        smoothed = []
-        for track in self._tracks:
-            keypoints = np.asarray(track.smoother(track.face.keypoints, timestamp_s), dtype=np.float32)
-            smoothed.append(Face(box=track.face.box, score=track.face.score, keypoints=keypoints,
-                                 mesh=track.face.mesh))
-        return smoothed
-
-    def _match(self, detected: list[Any]) -> list[_Track]:
-        """Pair new detections with existing tracks by nearest centre, so each face keeps its smoother."""
-        remaining = list(self._tracks)
-        tracks: list[_Track] = []
-        for face in detected:
-            centre = face.keypoints.mean(axis=0)
-            size = float(face.box[2] - face.box[0])
-            best = min(remaining, key=lambda t: float(np.linalg.norm(t.face.keypoints.mean(axis=0) - centre)),
-                       default=None)
-            if best is not None and np.linalg.norm(best.face.keypoints.mean(axis=0) - centre) < 0.5 * size:
-                remaining.remove(best)
-                best.face, best.missed = face, 0
-                tracks.append(best)
-            else:
-                tracks.append(_Track(face, self._smoother_factory()))
-        return tracks
+        return [face for _, face in self._smoother.smooth_faces(self._faces, timestamp_s)]
 
     @staticmethod
-    def _follow(track: _Track, prev_gray: np.ndarray, gray: np.ndarray) -> _Track | None:
-        """Move a track's face by the similarity transform its keypoints followed (pyramidal Lucas-Kanade)."""
-        from faces.types import Face
-
-        old = track.face.keypoints.reshape(-1, 1, 2).astype(np.float32)
+    def _follow(face: Any, prev_gray: np.ndarray, gray: np.ndarray) -> Any | None:
+        """Move a face by the similarity transform its keypoints followed (pyramidal Lucas-Kanade)."""
+        old = face.keypoints.reshape(-1, 1, 2).astype(np.float32)
         new, status, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, old, None, winSize=(21, 21), maxLevel=3)
         ok = status.reshape(-1).astype(bool)
         if ok.sum() < 3:
@@ -165,14 +131,10 @@ class FaceTracker:
             return None
 
         def move(points: np.ndarray) -> np.ndarray:
-            return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+            return (points.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
-        face = track.face
-        corners = move(face.box.reshape(2, 2))
-        box = np.array([*corners.min(axis=0), *corners.max(axis=0)], dtype=np.float32)
         mesh = move(face.mesh) if face.mesh is not None else None
-        track.face = Face(box=box, score=face.score, keypoints=move(face.keypoints), mesh=mesh)
-        return track
+        return face.with_points(move(face.keypoints), mesh)
 
 
 class FramePipeline:
@@ -206,7 +168,7 @@ class FramePipeline:
         if self._tracker is None:
             self._detector = self._detector_factory(self._settings.max_faces)
             self._tracker = FaceTracker(self._detector, self._settings.detect_every, self._settings.max_faces,
-                                        self._smoother_factory)
+                                        self._smoother_factory())
         return self._tracker.faces(frame_rgb, timestamp_s)
 
     def process(self, frame_rgb: np.ndarray, options: SessionOptions,
@@ -269,8 +231,7 @@ def _default_detector(max_faces: int) -> Any:
     return FaceDetector(max_faces=max_faces, static_images=False)
 
 
-def _default_smoother() -> Callable[[np.ndarray, float], np.ndarray]:
+def _default_smoother() -> Any:
     from faces.smooth import LandmarkSmoother
 
-    smoother = LandmarkSmoother()
-    return lambda points, t: smoother(points, t)
+    return LandmarkSmoother()
