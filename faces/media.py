@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -136,89 +137,110 @@ def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Itera
         capture.release()
 
 
-def _check_frames(frames: list[np.ndarray], path: Path) -> tuple[int, int]:
-    if not frames:
+def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != shape:
+        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise InputError(f"frame {index} for {path} must be RGB uint8 {shape[0]}x{shape[1]}x3, got {got}")
+    return frame
+
+
+def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
         raise InputError(f"no frames to write to {path}")
-    height, width = frames[0].shape[:2]
-    for i, frame in enumerate(frames):
-        if frame.dtype != np.uint8 or frame.shape != (height, width, 3):
-            raise InputError(f"frame {i} for {path} must be RGB uint8 {height}x{width}x3, got {frame.dtype} {frame.shape}")
-    return width, height
+    if not isinstance(first, np.ndarray) or first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
+        raise InputError(f"frame 0 for {path} must be RGB uint8 HxWx3")
+    return first, iterator
 
 
-def _atomic_target(path: Path) -> Path:
+def _numbered(first: np.ndarray, rest: Iterator[np.ndarray], path: Path) -> Iterator[np.ndarray]:
+    """All frames, each checked to have the first frame's shape."""
+    yield first
+    for index, frame in enumerate(rest, start=1):
+        yield _check_frame(frame, index, first.shape, path)
+
+
+def _partial_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
-    """Write RGB uint8 frames to *path*: .mp4/.mkv as H.264 (PyAV), .avi as MJPEG (OpenCV), .y4m raw.
+    """Write RGB uint8 frames to *path*: .mp4/.mkv/.mov as H.264 (PyAV), .avi as MJPEG (OpenCV), .y4m raw.
 
-    The file appears only when complete (written beside it, then renamed).
+    Frames are streamed (any iterable); the file appears only when complete (written beside it, then renamed).
     """
     path = Path(path)
-    frames = list(frames)
     suffix = path.suffix.lower()
     if suffix == ".y4m":
         return write_y4m(path, frames, fps)
-    width, height = _check_frames(frames, path)
+    if suffix not in {".mp4", ".mkv", ".mov", ".avi"}:
+        raise InputError(f"unsupported video file type {suffix!r} for {path} (use .mp4, .mkv, .mov, .avi or .y4m)")
     if fps <= 0:
         raise InputError(f"fps must be > 0 for {path}, got {fps}")
-    tmp = _atomic_target(path)
+    first, rest = _first_frame(frames, path)
+    height, width = first.shape[:2]
+    tmp = _partial_path(path)
+    count = 0
     try:
-        if suffix in {".mp4", ".mkv", ".mov"}:
-            _write_av(tmp, frames, fps, width, height)
-        elif suffix == ".avi":
+        if suffix == ".avi":
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
             if not writer.isOpened():
                 raise InputError(f"cannot open a video writer for {path}")
-            for frame in frames:
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            writer.release()
+            try:
+                for frame in _numbered(first, rest, path):
+                    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                    count += 1
+            finally:
+                writer.release()
         else:
-            raise InputError(f"unsupported video file type {suffix!r} for {path} (use .mp4, .mkv, .mov, .avi or .y4m)")
+            count = _write_av(tmp, _numbered(first, rest, path), fps, width, height, path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    logger.info("wrote %d frames to %s", len(frames), path)
+    logger.info("wrote %d frames to %s", count, path)
     return path
 
 
-def _write_av(path: Path, frames: list[np.ndarray], fps: float, width: int, height: int) -> None:
-    import av  # imported here: only writers need it
-    from fractions import Fraction
+def _write_av(tmp: Path, frames: Iterator[np.ndarray], fps: float, width: int, height: int, path: Path) -> int:
+    import av  # imported here: only the writer needs it
 
     if width % 2 or height % 2:
         raise InputError(f"H.264 needs even frame sizes; got {width}x{height} for {path}")
+    count = 0
     try:
-        with av.open(str(path), mode="w", format="mp4" if path.suffix == ".mp4" else None) as container:
+        container_format = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}[path.suffix.lower()]
+        with av.open(str(tmp), mode="w", format=container_format) as container:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            # Near-lossless: test videos should not lose the detail detectors and sharpness checks look at.
+            # Near-lossless: test videos should keep the detail that detectors and sharpness checks look at.
             stream.options = {"crf": "12", "preset": "veryfast"}
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)
+                count += 1
             for packet in stream.encode():
                 container.mux(packet)
     except (av.FFmpegError, ValueError) as exc:
         raise InputError(f"cannot write video {path}: {exc}") from exc
+    return count
 
 
 def write_y4m(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
     """Write RGB uint8 frames as YUV4MPEG2 (4:2:0), the format chromium's --use-file-for-fake-video-capture reads."""
     path = Path(path)
-    frames = list(frames)
-    width, height = _check_frames(frames, path)
+    first, rest = _first_frame(frames, path)
+    height, width = first.shape[:2]
     if width % 2 or height % 2:
         raise InputError(f"y4m 4:2:0 needs even frame sizes; got {width}x{height} for {path}")
     rate = _fraction(fps)
-    tmp = _atomic_target(path)
+    tmp = _partial_path(path)
     try:
         with open(tmp, "wb") as out:
             out.write(f"YUV4MPEG2 W{width} H{height} F{rate[0]}:{rate[1]} Ip A1:1 C420jpeg\n".encode())
-            for frame in frames:
+            for frame in _numbered(first, rest, path):
                 out.write(b"FRAME\n")
                 out.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
         os.replace(tmp, path)
@@ -229,8 +251,6 @@ def write_y4m(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0)
 
 
 def _fraction(fps: float) -> tuple[int, int]:
-    from fractions import Fraction
-
     if fps <= 0:
         raise InputError(f"fps must be > 0, got {fps}")
     frac = Fraction(fps).limit_denominator(1001)

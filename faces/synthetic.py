@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -33,7 +34,9 @@ __all__ = [
     "SyntheticFrame",
     "make_background",
     "render_face",
+    "iter_sequence",
     "render_sequence",
+    "write_sequence_video",
     "write_video",
     "write_y4m",
 ]
@@ -857,6 +860,18 @@ def render_sequence(
     motion: MotionRanges = MotionRanges(),
 ) -> list[SyntheticFrame]:
     """*n_frames* of *identity* moving like a person on a webcam: pose, expression and light vary smoothly."""
+    return list(iter_sequence(identity, n_frames, size, seed, fps, motion))
+
+
+def iter_sequence(
+    identity: Identity,
+    n_frames: int,
+    size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    fps: float = 30.0,
+    motion: MotionRanges = MotionRanges(),
+) -> Iterator[SyntheticFrame]:
+    """Like render_sequence, but yields frames one at a time (long videos need not fit in memory)."""
     if n_frames < 1:
         raise FaceError(f"n_frames must be >= 1, got {n_frames}")
     width, height = size
@@ -894,7 +909,6 @@ def render_sequence(
                 blink[start + k] = value
         next_blink += rng.uniform(*motion.blink_every_s) * fps
 
-    frames = []
     for i in range(n_frames):
         pose = Pose(
             yaw=float(yaw[i]),
@@ -912,16 +926,12 @@ def render_sequence(
             intensity=float(intensity[i]),
             warmth=warmth,
         )
-        frames.append(renderer.render(pose, expression, lighting, background, size, noise_seed=seed * 100003 + i))
-    return frames
+        yield renderer.render(pose, expression, lighting, background, size, noise_seed=seed * 100003 + i)
 
 
-def write_sequence_video(path: str | Path, frames: list[SyntheticFrame], fps: float = 30.0) -> Path:
-    """Write rendered frames as a video (.mp4/.avi/... or .y4m for chromium's fake camera)."""
-    images = [f.frame for f in frames]
-    if Path(path).suffix.lower() == ".y4m":
-        return write_y4m(path, images, fps)
-    return write_video(path, images, fps)
+def write_sequence_video(path: str | Path, frames: Iterable[SyntheticFrame], fps: float = 30.0) -> Path:
+    """Write rendered frames as a video (.mp4/.mkv/.avi, or .y4m for chromium's fake camera)."""
+    return write_video(path, (f.frame for f in frames), fps)
 
 
 def with_identity_changes(identity: Identity, **changes: object) -> Identity:

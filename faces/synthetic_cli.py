@@ -1,0 +1,135 @@
+"""`swapstream synth`: render a synthetic-identity video (and optionally its ground-truth landmarks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from faces.errors import FaceError
+from faces.synthetic import IDENTITIES, MotionRanges, iter_sequence, write_sequence_video
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".y4m")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of one `swapstream synth` run."""
+
+    identity: str
+    frames: int
+    out: Path
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    seed: int = 0
+    truth: Path | None = None
+    """Where to write ground-truth keypoints/outline per frame (JSON lines), if anywhere."""
+
+    def __post_init__(self) -> None:
+        if self.identity not in IDENTITIES:
+            raise FaceError(f"--identity must be one of {', '.join(sorted(IDENTITIES))}, got {self.identity!r}")
+        if self.frames < 1:
+            raise FaceError(f"--frames must be >= 1, got {self.frames}")
+        if self.width < 64 or self.height < 64 or self.width % 2 or self.height % 2:
+            raise FaceError(f"--size must be WIDTHxHEIGHT, both even and >= 64, got {self.width}x{self.height}")
+        if not 1 <= self.fps <= 240:
+            raise FaceError(f"--fps must lie in [1, 240], got {self.fps}")
+        if self.out.suffix.lower() not in VIDEO_SUFFIXES:
+            raise FaceError(f"--out must end in one of {', '.join(VIDEO_SUFFIXES)}, got {self.out}")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from exc
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `swapstream synth`."""
+    parser = argparse.ArgumentParser(
+        prog="swapstream synth",
+        description="Render a synthetic person moving like a webcam subject (pose, blinks, talking, light).",
+    )
+    parser.add_argument("--identity", required=True, choices=sorted(IDENTITIES), help="which synthetic person")
+    parser.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
+    parser.add_argument("--out", type=Path, required=True, help="video file: .mp4/.mkv/.mov (H.264), .avi, .y4m")
+    parser.add_argument("--size", type=_parse_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
+    parser.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="motion, background and noise seed (default 0)")
+    parser.add_argument("--truth", type=Path, default=None, help="also write ground-truth landmarks (JSON lines)")
+    return parser
+
+
+def config_from_args(argv: list[str]) -> SynthConfig:
+    """Parse *argv* into a validated SynthConfig."""
+    args = build_parser().parse_args(argv)
+    return SynthConfig(
+        identity=args.identity,
+        frames=args.frames,
+        out=args.out,
+        width=args.size[0],
+        height=args.size[1],
+        fps=args.fps,
+        seed=args.seed,
+        truth=args.truth,
+    )
+
+
+def run(config: SynthConfig) -> Path:
+    """Render and write the video of *config*; returns its path."""
+    frames = iter_sequence(
+        IDENTITIES[config.identity],
+        config.frames,
+        (config.width, config.height),
+        seed=config.seed,
+        fps=config.fps,
+        motion=MotionRanges(),
+    )
+    truth_file = None
+    truth_tmp = None
+    if config.truth is not None:
+        config.truth.parent.mkdir(parents=True, exist_ok=True)
+        truth_tmp = config.truth.with_name(f".{config.truth.name}.partial")
+        truth_file = open(truth_tmp, "w", encoding="utf-8")
+
+    def frames_with_truth():  # type: ignore[no-untyped-def]
+        for index, frame in enumerate(tqdm(frames, total=config.frames, desc="render", unit="frame")):
+            if truth_file is not None:
+                record = {
+                    "frame": index,
+                    "keypoints": frame.keypoints.round(3).tolist(),
+                    "outline": frame.outline.round(2).tolist(),
+                    "pose": {"yaw": frame.pose.yaw, "pitch": frame.pose.pitch, "roll": frame.pose.roll},
+                    "expression": {"mouth_open": frame.expression.mouth_open, "blink": frame.expression.blink},
+                }
+                truth_file.write(json.dumps(record) + "\n")
+            yield frame
+
+    try:
+        path = write_sequence_video(config.out, frames_with_truth(), config.fps)
+    finally:
+        if truth_file is not None:
+            truth_file.close()
+    if truth_tmp is not None and config.truth is not None:
+        os.replace(truth_tmp, config.truth)
+    return path
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `swapstream synth`."""
+    config = config_from_args(argv)
+    path = run(config)
+    print(f"wrote {config.frames} frames of identity {config.identity} to {path}")
+    if config.truth is not None:
+        print(f"ground truth: {config.truth}")
+    return 0
