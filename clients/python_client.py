@@ -1,0 +1,138 @@
+"""`swapstream client`: send a video file through the server in real time and record the swapped result as MP4."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamError
+from tqdm import tqdm
+
+from clients.errors import ClientConfigError, ConnectionFailed
+from clients.media import Mp4Recorder, PacedVideoTrack, VideoInfo, iter_video_rgb, probe_video
+from clients.webrtc import JITTER_BUFFER_MODES, JitterBufferMode, ServerEndpoint, SwapPeer, endpoint_from_flags, parse_options
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything `swapstream client` needs, built once from its flags."""
+
+    endpoint: ServerEndpoint
+    input: Path
+    output: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    jitter_buffer: JitterBufferMode = "marker"
+    idle_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not self.input.is_file():
+            raise ClientConfigError(f"--input {self.input}: no such file")
+        if self.output.suffix.lower() != ".mp4":
+            raise ClientConfigError(f"--output {self.output}: the recording is an MP4; name it *.mp4")
+        if self.output.resolve() == self.input.resolve():
+            raise ClientConfigError(f"--output {self.output} would overwrite --input")
+        if self.jitter_buffer not in JITTER_BUFFER_MODES:
+            raise ClientConfigError(f"--jitter-buffer must be marker or stock, got {self.jitter_buffer!r}")
+        if self.idle_s <= 0:
+            raise ClientConfigError(f"--idle must be > 0 seconds, got {self.idle_s}")
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What a round trip produced."""
+
+    input: VideoInfo
+    output: Path
+    frames_sent: int
+    frames_received: int
+    recorded_s: float
+    session_id: str | None
+
+
+async def run_client(config: ClientConfig) -> ClientResult:
+    """Send `config.input` through the server at its own frame rate and write what comes back to `config.output`."""
+    info = probe_video(config.input)
+    track = PacedVideoTrack(iter_video_rgb(config.input), info.fps)
+    recorder = Mp4Recorder(config.output, info.fps)
+    received = 0
+    first_s: float | None = None
+    last_s = 0.0
+    # Long enough for the whole file plus set-up, so a stalled server cannot hang the command.
+    deadline = time.monotonic() + (info.duration_s or 600.0) + 60.0
+    progress = tqdm(total=info.frames, unit="frame", desc="round trip", disable=None)
+    try:
+        async with SwapPeer(config.endpoint, send=track, options=config.options,
+                            jitter_buffer=config.jitter_buffer) as peer:
+            assert peer.video is not None
+            while time.monotonic() < deadline:
+                # Before the input ends, frames may pause while the encoder warms up; after it ends,
+                # a short silence means everything in flight has come back.
+                wait = config.idle_s if track.finished.is_set() else 10.0
+                try:
+                    frame = await asyncio.wait_for(peer.video.recv(), timeout=wait)
+                except asyncio.TimeoutError:
+                    if track.finished.is_set():
+                        break
+                    raise ConnectionFailed(f"{config.endpoint.url}: no video came back for {wait:.0f} s") from None
+                except MediaStreamError:
+                    break
+                time_s = float(frame.pts * frame.time_base) if frame.pts is not None else time.monotonic()
+                first_s = time_s if first_s is None else first_s
+                last_s = time_s
+                recorder.write(frame.to_ndarray(format="rgb24"), time_s)
+                received += 1
+                progress.update(1)
+            session_id = peer.session_id
+    finally:
+        progress.close()
+        recorder.close()
+    if received == 0:
+        raise ConnectionFailed(f"{config.endpoint.url}: the server returned no frames")
+    recorded = (last_s - (first_s or 0.0)) + 1.0 / info.fps
+    return ClientResult(info, config.output, track.frames_sent, received, recorded, session_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swapstream client",
+        description="Send a video file through a swapstream server in real time and record the swapped result.",
+    )
+    parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--input", required=True, type=Path, help="video file to send (any format FFmpeg reads)")
+    parser.add_argument("--output", required=True, type=Path, help="MP4 file to write the swapped stream to")
+    parser.add_argument("--token", help="bearer token if the server runs with --token (default: $SWAPSTREAM_TOKEN)")
+    parser.add_argument("--options", help='session options as JSON, e.g. \'{"model": "b2a", "feather": 9}\'')
+    parser.add_argument("--jitter-buffer", choices=JITTER_BUFFER_MODES, default="marker",
+                        help="receive-side jitter buffer: marker (release on the RTP marker bit) or aiortc's stock")
+    parser.add_argument("--idle", type=float, default=1.5, dest="idle_s",
+                        help="seconds of silence after the input ends before the recording closes")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ClientConfig:
+    return ClientConfig(
+        endpoint=endpoint_from_flags(args.url, args.token),
+        input=args.input,
+        output=args.output,
+        options=parse_options(args.options),
+        jitter_buffer=args.jitter_buffer,
+        idle_s=args.idle_s,
+    )
+
+
+def main(argv: list[str]) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
+    result = asyncio.run(run_client(config))
+    print(
+        f"wrote {result.output}: {result.frames_received} frames, {result.recorded_s:.2f} s "
+        f"(sent {result.frames_sent} frames, input {result.input.duration_s or 0:.2f} s at {result.input.fps:.2f} fps; "
+        f"session {result.session_id})"
+    )
+    return 0
