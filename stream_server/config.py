@@ -72,6 +72,7 @@ class ServerConfig:
     batch_wait_ms: float = MAX_BATCH_WAIT_MS
     max_batch: int = 16
     stats_interval_s: float = 1.0
+    connect_timeout_s: float = 20.0
     default_options: SessionOptions = field(default_factory=SessionOptions)
 
     def __post_init__(self) -> None:
@@ -101,6 +102,8 @@ class ServerConfig:
             raise ConfigError(f"--batch-wait-ms must be in 0..{MAX_BATCH_WAIT_MS}, got {self.batch_wait_ms}")
         if not 1 <= self.max_batch <= 256:
             raise ConfigError(f"--max-batch must be in 1..256, got {self.max_batch}")
+        if not 1 <= self.connect_timeout_s <= 300:
+            raise ConfigError(f"--connect-timeout must be in 1..300 s, got {self.connect_timeout_s}")
         if self.stats_interval_s <= 0:
             raise ConfigError(f"stats interval must be > 0, got {self.stats_interval_s}")
 
@@ -165,6 +168,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="frame-processing threads (default 2)")
     parser.add_argument("--batch-wait-ms", type=float, default=_env(environ, "BATCH_WAIT_MS", MAX_BATCH_WAIT_MS, float),
                         help="longest wait for other sessions' faces to batch together, <= 2 ms (default 2)")
+    parser.add_argument("--connect-timeout", type=float, default=_env(environ, "CONNECT_TIMEOUT", 20.0, float),
+                        help="seconds a new peer has to connect before its session is freed (default 20)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
@@ -200,5 +205,6 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         max_body_bytes=args.max_body_kb * 1024,
         workers=args.workers,
         batch_wait_ms=args.batch_wait_ms,
+        connect_timeout_s=args.connect_timeout,
         default_options=defaults,
     )

@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 SessionKind = Literal["offer", "whip"]
 MAX_VIEWERS_PER_SESSION = 8
-CONNECT_TIMEOUT_S = 30.0
 STAGE_NAMES = ("detect", "align", "infer", "blend", "encode")
 
 
@@ -147,10 +146,11 @@ class Session:
             self.close_soon()
 
     async def _watch_connect(self) -> None:
+        timeout = self.state.config.connect_timeout_s
         try:
-            await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(self.connected.wait(), timeout)
         except asyncio.TimeoutError:
-            logger.warning("session %s: not connected after %.0f s; closing it", self.id[:8], CONNECT_TIMEOUT_S)
+            logger.warning("session %s: not connected after %.0f s; closing it", self.id[:8], timeout)
             self.close_soon()
 
     def close_soon(self) -> None:

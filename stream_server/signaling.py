@@ -61,6 +61,8 @@ def _check_sdp(sdp: Any, what: str) -> str:
         raise SignalingError(f"{what}: not an SDP offer (it must start with 'v=0')")
     if "\nm=video" not in sdp.replace("\r\n", "\n"):
         raise SignalingError(f"{what}: the offer has no video (m=video) section")
+    if "a=fingerprint:" not in sdp:
+        raise SignalingError(f"{what}: the offer has no DTLS fingerprint (a=fingerprint); WebRTC media must be encrypted")
     return sdp
 
 
