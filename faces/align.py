@@ -168,7 +168,9 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     roi_size = (x1 - x0, y1 - y0)
     flags = INTERPOLATION | cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(crop, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    warped_alpha = cv2.warpAffine(alpha, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    warped_alpha = cv2.warpAffine(
+        alpha, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+    )
     roi = out[y0:y1, x0:x1].astype(np.float32)
     # Bicubic can overshoot; keep the blend weight a weight.
     a = np.clip(warped_alpha, 0.0, 1.0)[:, :, None]
