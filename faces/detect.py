@@ -99,15 +99,11 @@ class FaceDetector:
             model_selection=1 if cfg.model == "full" else 0,
             min_detection_confidence=cfg.min_score,
         )
+        self._face_mesh_module = face_mesh
         self._mesh = None
+        # Built on first use: only frames with faces too small for the whole-frame mesh need it.
         self._crop_mesh = None
         if cfg.mesh:
-            self._crop_mesh = face_mesh.FaceMesh(
-                static_image_mode=True,
-                max_num_faces=1,
-                refine_landmarks=cfg.refine_landmarks,
-                min_detection_confidence=0.3,
-            )
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=cfg.static_images,
                 max_num_faces=cfg.max_faces,
@@ -174,8 +170,15 @@ class FaceDetector:
 
     def _mesh_in_crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The mesh of the face in *box*, found on an upscaled crop around it (None if not found)."""
-        if self._crop_mesh is None:
+        if not self.config.mesh:
             return None
+        if self._crop_mesh is None:
+            self._crop_mesh = self._face_mesh_module.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=self.config.refine_landmarks,
+                min_detection_confidence=0.3,
+            )
         centre = (box[:2] + box[2:]) / 2
         half = CROP_MESH_CONTEXT * max(box[2] - box[0], box[3] - box[1], 4.0) / 2
         scale = CROP_MESH_SIZE / (2 * half)
