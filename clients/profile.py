@@ -1,0 +1,410 @@
+"""`swapstream profile`: true round-trip latency per frame, measured with a frame-number code the server leaves alone.
+
+Each outgoing frame gets its number stamped in the top-left 200x24 px (clients.framecode); the number is read back
+from each returned frame, so the round trip is timed per frame whatever the codec or the server did to timestamps,
+and frames the server dropped are counted exactly. The server's per-stage times come from /metrics (the change
+over the run). `--baseline` repeats the run with the swap switched off (or against --baseline-url, e.g. a server
+started with --pipeline echo) and reports the latency the swap adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError
+from tqdm import tqdm
+
+from clients import framecode
+from clients.errors import ClientConfigError, ConnectionFailed, MediaError
+from clients.media import PacedVideoTrack, iter_video_rgb, probe_video
+from clients.webrtc import (
+    JITTER_BUFFER_MODES,
+    JitterBufferMode,
+    ServerEndpoint,
+    SwapPeer,
+    endpoint_from_flags,
+    fetch_json,
+    fetch_text,
+    parse_options,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_SOURCE_FRAMES = 300  # frames of the input kept in memory and looped
+SYNTHETIC_SOURCE_FRAMES = 30
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Everything `swapstream profile` needs, built once from its flags."""
+
+    endpoint: ServerEndpoint
+    out: Path
+    input: Path | None = None
+    seconds: float = 10.0
+    fps: float | None = None
+    size: tuple[int, int] = (640, 480)
+    baseline: bool = False
+    baseline_endpoint: ServerEndpoint | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    jitter_buffer: JitterBufferMode = "marker"
+    warmup_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.input is not None and not self.input.is_file():
+            raise ClientConfigError(f"--input {self.input}: no such file")
+        if not (0 < self.seconds <= 3600):
+            raise ClientConfigError(f"--seconds must be in (0, 3600], got {self.seconds}")
+        if self.fps is not None and not (0 < self.fps <= 120):
+            raise ClientConfigError(f"--fps must be in (0, 120], got {self.fps}")
+        width, height = self.size
+        if width < framecode.CODE_WIDTH or height < 64 or width % 2 or height % 2:
+            raise ClientConfigError(f"--size must be even, at least {framecode.CODE_WIDTH}x64, got {width}x{height}")
+        if self.baseline_endpoint is not None and not self.baseline:
+            raise ClientConfigError("--baseline-url needs --baseline")
+        if self.jitter_buffer not in JITTER_BUFFER_MODES:
+            raise ClientConfigError(f"--jitter-buffer must be marker or stock, got {self.jitter_buffer!r}")
+        if self.warmup_s < 0 or self.warmup_s >= self.seconds:
+            raise ClientConfigError(f"--warmup must be in [0, --seconds), got {self.warmup_s}")
+        if self.out.exists() and not self.out.is_dir():
+            raise ClientConfigError(f"--out {self.out} is a file; give a folder")
+
+
+@dataclass(frozen=True)
+class FrameSample:
+    """One returned frame: which sent frame it was and how long its round trip took."""
+
+    number: int
+    sent_s: float
+    latency_ms: float
+
+
+@dataclass
+class RunReport:
+    """The figures of one measured run (swap, or the echo baseline)."""
+
+    label: str
+    url: str
+    options: dict[str, Any]
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_decoded: int = 0
+    frames_unique: int = 0
+    frames_dropped: int = 0
+    decode_rate: float = 0.0
+    fps_in: float = 0.0
+    fps_out: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    server_stage_ms: dict[str, float] = field(default_factory=dict)
+    server_added_ms: float | None = None
+    jitter_buffer: str = "stock"
+    samples: list[FrameSample] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["samples"] = [[s.number, round(s.sent_s, 4), round(s.latency_ms, 2)] for s in self.samples]
+        return data
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99, mean, min and max of a list of milliseconds (empty dict when there is nothing to summarise)."""
+    if not values:
+        return {}
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "p50": round(float(np.percentile(array, 50)), 2),
+        "p95": round(float(np.percentile(array, 95)), 2),
+        "p99": round(float(np.percentile(array, 99)), 2),
+        "mean": round(float(array.mean()), 2),
+        "min": round(float(array.min()), 2),
+        "max": round(float(array.max()), 2),
+        "count": int(array.size),
+    }
+
+
+_SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of a Prometheus text exposition: (metric name, sorted labels) -> value."""
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE_LINE.match(line.strip())
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        samples[(name, tuple(sorted(_LABEL.findall(labels or ""))))] = number
+    return samples
+
+
+def stage_means(before: dict, after: dict, metric: str = "swapstream_stage_duration_ms") -> dict[str, float]:
+    """Mean milliseconds per stage over the interval between two /metrics scrapes."""
+    means: dict[str, float] = {}
+    for (name, labels), total in after.items():
+        if name != f"{metric}_sum":
+            continue
+        count = after.get((f"{metric}_count", labels), 0.0) - before.get((f"{metric}_count", labels), 0.0)
+        if count > 0:
+            stage = dict(labels).get("stage", "all")
+            means[stage] = round((total - before.get((name, labels), 0.0)) / count, 3)
+    return means
+
+
+def _synthetic_frames(size: tuple[int, int], fps: float) -> list[np.ndarray]:
+    from faces.synthetic import IDENTITY_A, render_sequence
+
+    rendered = render_sequence(IDENTITY_A, SYNTHETIC_SOURCE_FRAMES, size=size, seed=3, fps=fps)
+    return [r.frame for r in rendered]
+
+
+def load_source(config: ProfileConfig) -> tuple[list[np.ndarray], float]:
+    """The frames to loop and their rate: the --input file, or a synthetic face rendered now."""
+    if config.input is None:
+        fps = config.fps or 15.0
+        logger.info("rendering a synthetic face clip (%dx%d) as input", *config.size)
+        return _synthetic_frames(config.size, fps), fps
+    info = probe_video(config.input)
+    frames = list(itertools.islice(iter_video_rgb(config.input), MAX_SOURCE_FRAMES))
+    if not frames:
+        raise MediaError(f"--input {config.input}: no frames")
+    if frames[0].shape[1] < framecode.CODE_WIDTH or frames[0].shape[0] < framecode.CODE_HEIGHT:
+        raise MediaError(f"--input {config.input}: frames must be at least {framecode.CODE_WIDTH}x{framecode.CODE_HEIGHT}")
+    return frames, config.fps or info.fps
+
+
+def _looped(frames: list[np.ndarray], count: int) -> Iterator[np.ndarray]:
+    cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames
+    for index in range(count):
+        yield cycle[index % len(cycle)].copy()
+
+
+async def _scrape(endpoint: ServerEndpoint) -> dict | None:
+    try:
+        return parse_prometheus(await fetch_text(endpoint, "/metrics"))
+    except ConnectionFailed as exc:
+        logger.warning("no server stage times: %s", exc)
+        return None
+
+
+async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndarray], fps: float,
+                      config: ProfileConfig, options: dict[str, Any]) -> RunReport:
+    """Stream the stamped frames for config.seconds and time every frame that comes back."""
+    count = max(1, round(config.seconds * fps))
+    track = PacedVideoTrack(_looped(frames, count), fps, prepare=lambda index, rgb: framecode.stamp(rgb, index))
+    report = RunReport(label=label, url=endpoint.url, options=options)
+    before = await _scrape(endpoint)
+    received_at: list[float] = []
+    seen: set[int] = set()
+    progress = tqdm(total=count, unit="frame", desc=f"profile {label}", disable=None)
+    try:
+        async with SwapPeer(endpoint, send=track, options=options, jitter_buffer=config.jitter_buffer) as peer:
+            assert peer.video is not None
+            report.jitter_buffer = "marker" if peer.jitter_buffer_installed else "stock"
+            deadline = time.monotonic() + config.seconds + 30.0
+            while time.monotonic() < deadline:
+                wait = 1.5 if track.finished.is_set() else 10.0
+                try:
+                    frame = await asyncio.wait_for(peer.video.recv(), timeout=wait)
+                except asyncio.TimeoutError:
+                    if track.finished.is_set():
+                        break
+                    raise ConnectionFailed(f"{endpoint.url}: no video came back for {wait:.0f} s") from None
+                except MediaStreamError:
+                    break
+                arrived = time.monotonic()
+                received_at.append(arrived)
+                code = framecode.read(frame.to_ndarray(format="rgb24"))
+                if code is None:
+                    continue
+                report.frames_decoded += 1
+                number = framecode.unwrap(code, max(track.frames_sent - 1, 0))
+                sent = track.sent_at.get(number)
+                if sent is None or number in seen:
+                    continue
+                seen.add(number)
+                progress.update(1)
+                report.samples.append(FrameSample(number, sent - track.sent_at[0], (arrived - sent) * 1000.0))
+    finally:
+        progress.close()
+    after = await _scrape(endpoint)
+    report.frames_sent = track.frames_sent
+    report.frames_received = len(received_at)
+    report.frames_unique = len(seen)
+    report.frames_dropped = report.frames_sent - report.frames_unique
+    report.decode_rate = round(report.frames_decoded / report.frames_received, 4) if received_at else 0.0
+    # Rates over the steady window: from the end of the warm-up to the last frame sent.
+    sent_times = sorted(track.sent_at.values())
+    if len(sent_times) > 1:
+        start, end = sent_times[0] + config.warmup_s, sent_times[-1]
+        if end > start:
+            report.fps_in = round(sum(start <= t <= end for t in sent_times) / (end - start), 2)
+            report.fps_out = round(sum(start <= t <= end for t in received_at) / (end - start), 2)
+    steady = [s.latency_ms for s in report.samples if s.sent_s >= config.warmup_s]
+    report.latency_ms = percentiles(steady)
+    if before is not None and after is not None:
+        report.server_stage_ms = stage_means(before, after)
+        added = stage_means(before, after, "swapstream_added_latency_ms")
+        report.server_added_ms = added.get("all")
+    return report
+
+
+def plot_report(runs: list[RunReport], path: Path, title: str) -> Path:
+    """A PNG with each run's latency timeline (per frame) and latency histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (timeline, histogram) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    for run in runs:
+        xs = [s.sent_s for s in run.samples]
+        ys = [s.latency_ms for s in run.samples]
+        p50 = run.latency_ms.get("p50", float("nan"))
+        timeline.plot(xs, ys, ".-", markersize=3, linewidth=0.8, label=f"{run.label} (p50 {p50:.0f} ms)")
+        if ys:
+            histogram.hist(ys, bins=40, alpha=0.6, label=run.label)
+    timeline.set_xlabel("frame sent at (s)")
+    timeline.set_ylabel("round-trip latency (ms)")
+    timeline.set_title("latency per frame")
+    timeline.grid(alpha=0.3)
+    timeline.legend()
+    histogram.set_xlabel("round-trip latency (ms)")
+    histogram.set_ylabel("frames")
+    histogram.set_title("latency histogram")
+    histogram.grid(alpha=0.3)
+    histogram.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+async def run_profile(config: ProfileConfig) -> dict[str, Any]:
+    """Measure the main run (and the baseline), write report.json and latency.png under config.out."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    frames, fps = load_source(config)
+    server = await fetch_json(config.endpoint, "/healthz")
+    runs = [await measure_run("swap", config.endpoint, frames, fps, config, dict(config.options))]
+    if config.baseline:
+        if config.baseline_endpoint is not None:
+            runs.append(await measure_run("echo", config.baseline_endpoint, frames, fps, config, dict(config.options)))
+        else:
+            runs.append(await measure_run("echo", config.endpoint, frames, fps, config,
+                                          {**config.options, "swap": False}))
+    height, width = frames[0].shape[:2]
+    report: dict[str, Any] = {
+        "url": config.endpoint.url,
+        "input": str(config.input) if config.input else f"synthetic face {width}x{height}",
+        "fps": fps,
+        "seconds": config.seconds,
+        "warmup_s": config.warmup_s,
+        "client_jitter_buffer": config.jitter_buffer,
+        "server": server,
+        "runs": {run.label: run.summary() for run in runs},
+    }
+    if len(runs) == 2 and runs[0].latency_ms and runs[1].latency_ms:
+        report["added_latency_ms"] = {
+            key: round(runs[0].latency_ms[key] - runs[1].latency_ms[key], 2) for key in ("p50", "p95", "p99", "mean")
+        }
+        report["fps_out_ratio"] = round(runs[0].fps_out / runs[1].fps_out, 3) if runs[1].fps_out else None
+    (config.out / "report.json").write_text(json.dumps(report, indent=2))
+    title = f"swapstream profile {config.endpoint.url}: {report['input']} at {fps:g} fps"
+    plot_report(runs, config.out / "latency.png", title)
+    return report
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """The lines `swapstream profile` prints."""
+    lines = []
+    for label, run in report["runs"].items():
+        latency = run["latency_ms"]
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(run["server_stage_ms"].items())) or "n/a"
+        lines.append(
+            f"{label}: round trip p50 {latency.get('p50', math.nan):.1f} ms, p95 {latency.get('p95', math.nan):.1f} ms, "
+            f"p99 {latency.get('p99', math.nan):.1f} ms; fps in {run['fps_in']:.1f}, out {run['fps_out']:.1f}; "
+            f"dropped {run['frames_dropped']}/{run['frames_sent']}; code read on {run['decode_rate'] * 100:.1f}% "
+            f"of returned frames; client jitter buffer {run['jitter_buffer']}"
+        )
+        lines.append(f"  server stage means (ms): {stages}")
+    added = report.get("added_latency_ms")
+    if added:
+        lines.append(
+            f"added latency (swap - echo): p50 {added['p50']:+.1f} ms, p95 {added['p95']:+.1f} ms, "
+            f"p99 {added['p99']:+.1f} ms; output fps ratio {report.get('fps_out_ratio')}"
+        )
+    return "\n".join(lines)
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swapstream profile",
+        description="Measure true per-frame round-trip latency, fps and drops against a running swapstream server.",
+    )
+    parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--input", type=Path, help="video to send, looped (default: a synthetic face rendered now)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run (default 10)")
+    parser.add_argument("--fps", type=float, help="send rate (default: the input's rate; 15 for the synthetic face)")
+    parser.add_argument("--size", type=_size, default=(640, 480), help="synthetic input size WxH (default 640x480)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also measure the echo pipeline (swap off) and print the latency the swap adds")
+    parser.add_argument("--baseline-url", help="measure the baseline on this server (e.g. one run with --pipeline echo)")
+    parser.add_argument("--out", type=Path, default=Path("profile-out"), help="folder for report.json and latency.png")
+    parser.add_argument("--token", help="bearer token if the server runs with --token (default: $SWAPSTREAM_TOKEN)")
+    parser.add_argument("--options", help='session options as JSON, e.g. \'{"model": "b2a"}\'')
+    parser.add_argument("--jitter-buffer", choices=JITTER_BUFFER_MODES, default="marker",
+                        help="this client's receive-side jitter buffer (the server has its own --jitter-buffer)")
+    parser.add_argument("--warmup", type=float, default=1.0, dest="warmup_s",
+                        help="seconds at the start left out of the latency percentiles (default 1)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ProfileConfig:
+    baseline_endpoint = endpoint_from_flags(args.baseline_url, args.token) if args.baseline_url else None
+    return ProfileConfig(
+        endpoint=endpoint_from_flags(args.url, args.token),
+        out=args.out,
+        input=args.input,
+        seconds=args.seconds,
+        fps=args.fps,
+        size=args.size,
+        baseline=args.baseline or baseline_endpoint is not None,
+        baseline_endpoint=baseline_endpoint,
+        options=parse_options(args.options),
+        jitter_buffer=args.jitter_buffer,
+        warmup_s=args.warmup_s,
+    )
+
+
+def main(argv: list[str]) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
+    report = asyncio.run(run_profile(config))
+    print(format_summary(report))
+    print(f"wrote {config.out / 'report.json'} and {config.out / 'latency.png'}")
+    return 0
