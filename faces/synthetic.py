@@ -469,7 +469,7 @@ class FaceRenderer:
         corners = self.mouth_corners(expression)
         w = corners[1, 0]
         cy = corners[0, 1]
-        gap = 0.09 * float(np.clip(expression.mouth_open, 0, 1))
+        gap = 0.13 * float(np.clip(expression.mouth_open, 0, 1))
         t = np.linspace(-1, 1, 31)
         xs = t * w
         bend = (1 - t**2) ** 0.8
@@ -488,7 +488,7 @@ class FaceRenderer:
             layer = np.zeros_like(albedo)
             self._fill(layer, inside, (0.22, 0.07, 0.08), row0=row0)
             teeth = np.vstack(
-                [np.stack([xs * 0.8, upper_bottom], 1), np.stack([xs * 0.8, upper_bottom + min(gap, 0.035) * bend], 1)[::-1]]
+                [np.stack([xs * 0.8, upper_bottom], 1), np.stack([xs * 0.8, upper_bottom + min(0.3 * gap, 0.025) * bend], 1)[::-1]]
             )
             self._fill(layer, teeth, (0.9, 0.88, 0.82), row0=row0)
             albedo[:] = albedo * (1 - mask[..., None]) + layer * mask[..., None]
