@@ -1,0 +1,128 @@
+"""FramePipeline on synthetic faces with the real mediapipe detector and a real ONNX Runtime model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream_server.config import SessionOptions
+from stream_server.inference import load_backend, load_manifest
+from stream_server.mark import mark_box
+from stream_server.pipeline import RESERVED_CORNER, FramePipeline, ModelCatalog, PipelineSettings
+from tests.fixtures.server import Clip
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class CountingDetector:
+    """The real FaceDetector, counting its calls."""
+
+    def __init__(self, max_faces: int) -> None:
+        from faces.detect import FaceDetector
+
+        self.detector = FaceDetector(max_faces=max_faces, static_images=False)
+        self.calls = 0
+
+    def detect(self, frame: np.ndarray) -> list[Any]:
+        self.calls += 1
+        return self.detector.detect(frame)
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_dir: Path) -> tuple[ModelCatalog, dict[str, Any]]:
+    manifest = load_manifest(tiny_models_dir)
+    backends = {e.name: load_backend(e, tiny_models_dir) for e in manifest.of_kind("swap")}
+    return ModelCatalog.from_entries(list(manifest.of_kind("swap"))), backends
+
+
+def _pipeline(models: tuple[ModelCatalog, dict[str, Any]], detectors: list[CountingDetector],
+              **settings: Any) -> FramePipeline:
+    catalog, backends = models
+
+    def infer(model: str, faces: np.ndarray) -> list[np.ndarray]:
+        return backends[model].run(faces)
+
+    def make_detector(max_faces: int) -> CountingDetector:
+        detectors.append(CountingDetector(max_faces))
+        return detectors[-1]
+
+    return FramePipeline(PipelineSettings(**settings), catalog, infer, detector_factory=make_detector)
+
+
+@pytest.fixture
+def detectors() -> Iterator[list[CountingDetector]]:
+    made: list[CountingDetector] = []
+    yield made
+    for detector in made:
+        detector.close()
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2)
+
+
+def test_swap_changes_the_face_only(models: Any, detectors: list, server_clip: Clip) -> None:
+    pipeline = _pipeline(models, detectors)
+    frame = server_clip.frames[0]
+    out, stage_ms = pipeline.process(frame.copy(), SessionOptions(), 0.0)
+    assert set(stage_ms) == {"detect", "align", "infer", "blend"}
+    assert pipeline.last_face_count == 1
+    inside, outside = server_clip.face_masks(0, shrink=4, grow=3)
+    h, w = frame.shape[:2]
+    mx0, my0, mx1, my1 = mark_box(w, h)
+    outside[my0:my1, mx0:mx1] = False
+    diff = _diff(out, frame)
+    assert diff[inside].mean() > 40, "the face was not swapped"
+    assert diff[outside].max() == 0, "pixels outside the face changed"
+    assert diff[my0:my1, mx0:mx1].mean() > 20, "no disclosure mark at the bottom-right"
+    cw, ch = RESERVED_CORNER
+    assert np.array_equal(out[:ch, :cw], frame[:ch, :cw])
+    pipeline.close()
+
+
+def test_echo_is_the_same_pipeline_with_swap_off(models: Any, detectors: list, server_clip: Clip) -> None:
+    frame = server_clip.frames[1]
+    marked = _pipeline(models, detectors, mode="echo")
+    out, stage_ms = marked.process(frame.copy(), SessionOptions(), 0.0)
+    assert stage_ms == {} and not detectors, "echo ran detection"
+    h, w = frame.shape[:2]
+    mx0, my0, mx1, my1 = mark_box(w, h)
+    changed = _diff(out, frame) > 0
+    assert changed[my0:my1, mx0:mx1].any()
+    changed[my0:my1, mx0:mx1] = False
+    assert not changed.any(), "echo changed pixels outside the mark"
+    plain = _pipeline(models, detectors, mode="echo", disclosure_mark=False)
+    assert np.array_equal(plain.process(frame.copy(), SessionOptions(), 0.0)[0], frame)
+    swap_off = _pipeline(models, detectors, disclosure_mark=False)
+    assert np.array_equal(swap_off.process(frame.copy(), SessionOptions(swap=False), 0.0)[0], frame)
+
+
+def test_detect_every_n_tracks_the_face_in_between(models: Any, detectors: list, server_clip: Clip) -> None:
+    pipeline = _pipeline(models, detectors, detect_every=3, disclosure_mark=False)
+    for index in range(6):
+        frame = server_clip.frames[index]
+        out, stage_ms = pipeline.process(frame.copy(), SessionOptions(), index / server_clip.fps)
+        inside, _ = server_clip.face_masks(index, shrink=5, grow=3)
+        assert _diff(out, frame)[inside].mean() > 40, f"frame {index}: face not swapped"
+    assert detectors[0].calls == 2, f"detector ran {detectors[0].calls} times on 6 frames with --detect-every 3"
+    pipeline.close()
+
+
+def test_every_face_up_to_the_maximum_and_boxes(models: Any, detectors: list, server_clip: Clip) -> None:
+    pair = np.concatenate([server_clip.frames[0], server_clip.frames[4]], axis=1)  # two people side by side
+    two = _pipeline(models, detectors, max_faces=2, disclosure_mark=False)
+    two.process(pair.copy(), SessionOptions(), 0.0)
+    assert two.last_face_count == 2
+    one = _pipeline(models, detectors, max_faces=1, disclosure_mark=False)
+    one.process(pair.copy(), SessionOptions(), 0.0)
+    assert one.last_face_count == 1
+    boxed, _ = two.process(pair.copy(), SessionOptions(swap=False, boxes=True), 0.1)
+    green = (boxed[:, :, 1] > 200) & (boxed[:, :, 0] < 60) & (boxed[:, :, 2] < 60)
+    assert green[:, :320].sum() > 100 and green[:, 320:].sum() > 100, "a box per face"
