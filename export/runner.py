@@ -174,7 +174,8 @@ def _export_one(
         face_size=plan.face_size,
         output_semantics=plan.output_semantics,
         opset=config.opset,
-        source={"run": source_run, "step": plan.run.step},
+        # model_config lets tools rebuild the PyTorch architecture (e.g. bench/inference.py without the run)
+        source={"run": source_run, "step": plan.run.step, "model_config": dict(plan.run.model_config)},
         parity=parity,
         created=created,
         versions=versions,

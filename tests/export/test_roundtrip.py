@@ -49,7 +49,9 @@ def test_manifest_describes_both_runs(export_call) -> None:
         assert entry["inputs"] == [{"name": "face", "shape": ["batch", 3, face_size, face_size], "dtype": "float32"}]
         assert [o["name"] for o in entry["outputs"]] == ["rgb", "mask"]
         assert entry["outputs"][1]["shape"] == ["batch", 1, face_size, face_size]
-        assert entry["source"] == {"run": str(export_call.swap_run), "step": load_run(export_call.swap_run).step}
+        swap_run = load_run(export_call.swap_run)
+        assert entry["source"] == {"run": str(export_call.swap_run), "step": swap_run.step,
+                                   "model_config": swap_run.model_config}
     digits = by_name["digits"]
     assert digits["kind"] == "digits" and digits["output_semantics"] == "logits"
     assert digits["inputs"][0]["shape"] == ["batch", 256] and digits["outputs"][0]["shape"] == ["batch", 10]
