@@ -156,8 +156,18 @@ def _export_one(
 
     engine = None
     if status.available:
+        # engines are FP16 either way: built from the half-precision graph, typed float16 inside
+        half_path = path
+        if not config.fp16:
+            half_path = staging / f"{plan.file_stem}.engine-source.fp16.onnx"
+            export_graph(HalfPrecision(plan.module), plan, half_path, config.opset)
         engine_path = staging / f"{plan.file_stem}.engine"
-        build_engine(path, engine_path, plan.input_name, plan.input_tail, config.max_batch, config.timing_cache_path)
+        try:
+            build_engine(half_path, engine_path, plan.input_name, plan.input_tail, config.max_batch,
+                         config.timing_cache_path)
+        finally:
+            if half_path != path:
+                half_path.unlink(missing_ok=True)
         parity.update(_verify_engine(engine_path, path, plan, random_batch, real_batch, config.max_batch))
         engine = EngineRecord(file=engine_path.name, sha256=sha256_file(engine_path), max_batch=config.max_batch)
 

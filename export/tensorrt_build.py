@@ -1,4 +1,4 @@
-"""TensorRT engines from the exported ONNX graphs: FP16, a batch 1..max-batch profile, a shared timing cache.
+"""TensorRT engines from the exported graphs: FP16, a batch 1..max-batch profile, a shared timing cache.
 
 Engines are specific to the GPU, CUDA and TensorRT versions that built them: build them on the serving machine.
 Where the `tensorrt` package does not import, `tensorrt_status()` says why; a plain export logs that it skipped
@@ -66,18 +66,24 @@ def build_engine(
     max_batch: int,
     timing_cache_path: Path,
 ) -> None:
-    """Parse `onnx_path`, build an FP16 engine for batch 1..max_batch and write it to `engine_path`.
+    """Parse `onnx_path` (a half-precision graph), build an engine for batch 1..max_batch, write it to `engine_path`.
 
-    The timing cache at `timing_cache_path` is loaded first (if present) and written back after the build,
-    so later builds, in this call or the next, skip tactic timing they have done before.
+    The network is strongly typed where TensorRT offers it (10.x; always so in 11.x, which dropped the FP16
+    builder flag), so the graph's own float16 types make it an FP16 engine; only a TensorRT without strong
+    typing gets the old FP16 builder flag instead. The timing cache at `timing_cache_path` is loaded first
+    (if present) and written back after the build, so later builds, in this call or the next, skip tactic
+    timing they have done before.
     """
     trt = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # TensorRT 10 networks are always explicit-batch; older versions need the flag.
+    creation = trt.NetworkDefinitionCreationFlag
+    strongly_typed = getattr(creation, "STRONGLY_TYPED", None)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and int(trt.__version__.split(".")[0]) < 10:
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed is not None:
+        flags |= 1 << int(strongly_typed)
+    if int(trt.__version__.split(".")[0]) < 10 and hasattr(creation, "EXPLICIT_BATCH"):
+        flags |= 1 << int(creation.EXPLICIT_BATCH)  # implicit batch was the default before TensorRT 10
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
@@ -86,10 +92,8 @@ def build_engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, _WORKSPACE_BYTES)
-    if builder.platform_has_fast_fp16:
+    if strongly_typed is None and hasattr(trt.BuilderFlag, "FP16"):
         config.set_flag(trt.BuilderFlag.FP16)
-    else:
-        log.warning("%s: this GPU has no fast FP16; building an FP32 engine", onnx_path.name)
     profile = builder.create_optimization_profile()
     opt_batch = max(1, min(max_batch, 8))
     profile.set_shape(input_name, (1, *input_tail), (opt_batch, *input_tail), (max_batch, *input_tail))
@@ -98,8 +102,9 @@ def build_engine(
     cache_bytes = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
     timing_cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(timing_cache, ignore_mismatch=False)
-    log.info("%s: building TensorRT engine (batch 1..%d, timing cache %s, %d bytes)",
-             onnx_path.name, max_batch, timing_cache_path, len(cache_bytes))
+    log.info("%s: building TensorRT %s engine (batch 1..%d, %s, timing cache %s, %d bytes)", onnx_path.name,
+             trt.__version__, max_batch, "strongly typed" if strongly_typed is not None else "FP16 flag",
+             timing_cache_path, len(cache_bytes))
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -395,8 +395,9 @@ class TensorRTEngineBackend:
             spec = TensorSpec(name, tuple("batch" if d < 0 else int(d) for d in engine.get_tensor_shape(name)), dtype)
             (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
         by_name = {spec.name: spec for spec in outputs}
-        ordered_outputs = [by_name[spec.name] for spec in entry.outputs if spec.name in by_name]
-        check_io(path, entry, inputs, ordered_outputs if len(ordered_outputs) == len(outputs) else outputs)
+        if set(by_name) == {spec.name for spec in entry.outputs}:  # engines list I/O in their own order
+            outputs = [by_name[spec.name] for spec in entry.outputs]
+        check_io(path, entry, inputs, outputs)
         self._specs = {spec.name: spec for spec in [*inputs, *outputs]}
         self._stream = self._call("cudaStreamCreate")[0]
         for spec in self._specs.values():
