@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -306,6 +306,15 @@ class FaceRenderer:
         colour = tuple(float(v) for v in colour)
         cv2.polylines(img, [self._to_tex(xy, row0)], False, colour, thickness, lineType=cv2.LINE_AA, shift=4)
 
+    def _roi(self, shape: tuple[int, ...], xy: np.ndarray, row0: int, margin: int) -> tuple[slice, slice, int, int]:
+        """Rows/cols of an image of *shape* (a texture band from *row0*) covering *xy* plus *margin* texels."""
+        px = self._to_tex(xy, row0) / 16
+        c0, r0 = np.floor(px.min(axis=0)).astype(int) - margin
+        c1, r1 = np.ceil(px.max(axis=0)).astype(int) + margin
+        r0, c0 = max(0, int(r0)), max(0, int(c0))
+        r1, c1 = min(shape[0], int(r1)), min(shape[1], int(c1))
+        return slice(r0, r1), slice(c0, c1), r0, c0
+
     def _paint_base(self) -> tuple[np.ndarray, np.ndarray]:
         d = self.identity
         rng = np.random.default_rng(self._rng_seed)
@@ -345,7 +354,7 @@ class FaceRenderer:
 
         alpha = np.zeros((rows, cols), np.float32)
         self._fill(alpha, self.outline_head, (1.0,))
-        hair_mask = self._hair_region(rng)
+        hair_mask = self._hair_region()
         hair = self._hair_albedo(rng)
         albedo = albedo * (1 - hair_mask[..., None]) + hair * hair_mask[..., None]
         alpha = np.maximum(alpha, hair_mask)
@@ -355,7 +364,7 @@ class FaceRenderer:
         albedo = cv2.GaussianBlur(albedo.astype(np.float32), (0, 0), 0.8)
         return np.clip(albedo, 0, 1).astype(np.float32), cv2.GaussianBlur(alpha, (0, 0), 1.0)
 
-    def _hair_region(self, rng: np.random.Generator) -> np.ndarray:
+    def _hair_region(self) -> np.ndarray:
         d = self.identity
         x, y = self._tex_x, self._tex_y
         wobble = 0.015 * np.sin(x * 23 + 1.3) + 0.01 * np.sin(x * 41)
@@ -423,11 +432,17 @@ class FaceRenderer:
         self._line(albedo, crease[3:-3], tuple(np.array(d.skin) / 255 * 0.7), 0.012, row0=row0)
         if blink < 0.97:
             opening = np.vstack([upper, lower[::-1]])
-            mask = np.zeros(albedo.shape[:2], np.float32)
+            rows, cols, r0, c0 = self._roi(albedo.shape, opening, row0, 3)
+            roi = albedo[rows, cols]
+            # Draw in the region of interest only: shift shapes by its corner (head units) and band row.
+            shift = np.array([c0, 0]) / TEXELS_PER_UNIT
+            row0 = row0 + r0
+            opening = opening - shift
+            mask = np.zeros(roi.shape[:2], np.float32)
             self._fill(mask, opening, (1.0,), row0=row0)
-            layer = np.zeros_like(albedo)
+            layer = np.zeros_like(roi)
             self._fill(layer, opening, (0.88, 0.86, 0.83), row0=row0)
-            centre = (sign * d.eye_x, d.eye_y + 0.1 * d.eye_height)
+            centre = (sign * d.eye_x - shift[0], d.eye_y + 0.1 * d.eye_height)
             r = 0.2 * d.eye_width
             ring = np.array(
                 [(centre[0] + r * math.cos(a), centre[1] + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 40)]
@@ -438,7 +453,8 @@ class FaceRenderer:
             self._fill(layer, (ring - centre) * 0.45 + centre, (0.04, 0.03, 0.03), row0=row0)
             glint = (ring - centre) * 0.15 + centre + np.array([0.35 * r * sign * -1, -0.35 * r])
             self._fill(layer, glint, (0.98, 0.98, 0.98), row0=row0)
-            albedo[:] = albedo * (1 - mask[..., None]) + layer * mask[..., None]
+            roi += (layer - roi) * mask[..., None]
+            row0 = row0 - r0
         lash = 0.018 if blink < 0.5 else 0.012
         self._line(albedo, upper, (0.08, 0.05, 0.05), lash, row0=row0)
         self._line(albedo, lower[2:-2], tuple(np.array(d.skin) / 255 * 0.6), 0.006, row0=row0)
@@ -451,11 +467,15 @@ class FaceRenderer:
         half = d.brow_thickness / 2 * (1.1 - 0.6 * t)
         top = np.stack([xs, centre_y - half], 1)
         bottom = np.stack([xs, centre_y + half], 1)
-        layer = np.zeros(albedo.shape[:2], np.float32)
-        self._fill(layer, np.vstack([top, bottom[::-1]]), (1.0,), row0=row0)
+        shape = np.vstack([top, bottom[::-1]])
+        rows, cols, r0, c0 = self._roi(albedo.shape, shape, row0, 6)
+        roi = albedo[rows, cols]
+        layer = np.zeros(roi.shape[:2], np.float32)
+        # Drawn in the region of interest only: shift the polygon by the region's corner (in head units).
+        self._fill(layer, shape - np.array([c0, 0]) / TEXELS_PER_UNIT, (1.0,), row0=row0 + r0)
         layer = cv2.GaussianBlur(layer, (0, 0), 1.5)
         colour = np.array(d.brow, dtype=np.float32) / 255
-        albedo[:] = albedo * (1 - 0.9 * layer[..., None]) + colour * 0.9 * layer[..., None]
+        roi += (colour - roi) * (0.9 * layer[..., None])
 
     def mouth_corners(self, expression: Expression) -> np.ndarray:
         """Head-unit (x, y) of the image-left and image-right mouth corners for this expression."""
@@ -933,7 +953,3 @@ def write_sequence_video(path: str | Path, frames: Iterable[SyntheticFrame], fps
     """Write rendered frames as a video (.mp4/.mkv/.avi, or .y4m for chromium's fake camera)."""
     return write_video(path, (f.frame for f in frames), fps)
 
-
-def with_identity_changes(identity: Identity, **changes: object) -> Identity:
-    """A copy of *identity* with some parameters changed (e.g. a third person for a test)."""
-    return replace(identity, **changes)  # type: ignore[arg-type]

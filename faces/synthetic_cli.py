@@ -6,13 +6,14 @@ import argparse
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from faces.errors import FaceError
-from faces.synthetic import IDENTITIES, MotionRanges, iter_sequence, write_sequence_video
+from faces.synthetic import IDENTITIES, MotionRanges, SyntheticFrame, iter_sequence, write_sequence_video
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def run(config: SynthConfig) -> Path:
         truth_tmp = config.truth.with_name(f".{config.truth.name}.partial")
         truth_file = open(truth_tmp, "w", encoding="utf-8")
 
-    def frames_with_truth():  # type: ignore[no-untyped-def]
+    def frames_with_truth() -> Iterator[SyntheticFrame]:
         for index, frame in enumerate(tqdm(frames, total=config.frames, desc="render", unit="frame")):
             if truth_file is not None:
                 record = {

@@ -386,8 +386,10 @@ def extract_faces(config: ExtractConfig) -> ExtractSummary:
         state.summary = asdict(summary)
         # Saved also when interrupted, so the next run starts exactly after the last finished frame.
         _write_json_atomic(state_path, state.to_json())
-    for line in summary.lines():
-        logger.info(line)
+    logger.info(
+        "extract %s: %d faces written, %d in the set", "stopped early" if summary.stopped_early else "done",
+        summary.faces_written, summary.faces_in_set,
+    )
     return summary
 
 
