@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,11 +16,23 @@ CLIP_SIZE = (320, 240)
 
 
 @pytest.fixture(scope="session")
-def face_frames() -> list[np.ndarray]:
-    """Two seconds of synthetic identity A moving like a webcam user (320x240, 15 fps), RGB."""
+def face_clip() -> list[Any]:
+    """Two seconds of synthetic identity A moving like a webcam user (320x240, 15 fps), with face outlines."""
     from faces.synthetic import IDENTITY_A, render_sequence
 
-    return [r.frame for r in render_sequence(IDENTITY_A, 30, size=CLIP_SIZE, seed=11, fps=CLIP_FPS)]
+    return render_sequence(IDENTITY_A, 30, size=CLIP_SIZE, seed=11, fps=CLIP_FPS)
+
+
+@pytest.fixture(scope="session")
+def face_frames(face_clip: list[Any]) -> list[np.ndarray]:
+    """The clip's RGB frames."""
+    return [rendered.frame for rendered in face_clip]
+
+
+@pytest.fixture(scope="session")
+def face_outlines(face_clip: list[Any]) -> list[np.ndarray]:
+    """The clip's ground-truth face outlines (pixels), one per frame."""
+    return [rendered.outline for rendered in face_clip]
 
 
 def ping_pong(frames: list[np.ndarray], count: int) -> list[np.ndarray]:
@@ -41,3 +57,30 @@ def face_y4m(tmp_path_factory: pytest.TempPathFactory, face_frames: list[np.ndar
 
     path = tmp_path_factory.mktemp("client_media") / "face.y4m"
     return write_y4m(path, ping_pong(face_frames, 58), fps=CLIP_FPS)
+
+
+DEMO_MODELS = Path(__file__).resolve().parents[2] / "models" / "demo"
+
+
+def _has_digits_model(models_dir: Path) -> bool:
+    manifest = models_dir / "manifest.json"
+    if not manifest.is_file():
+        return False
+    return any(entry.get("kind") == "digits" for entry in json.loads(manifest.read_text()).get("models", []))
+
+
+@pytest.fixture(scope="session")
+def digits_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A server whose digit model is trained: the bundled demo models, else the export tests' tiny trained runs."""
+    from tests.fixtures.server import start_server
+
+    if _has_digits_model(DEMO_MODELS):
+        models_dir = DEMO_MODELS
+    else:
+        try:
+            models_dir = request.getfixturevalue("exported_models")
+        except pytest.FixtureLookupError as exc:
+            pytest.skip(f"no trained digit model: models/demo has none and the exported_models fixture is missing ({exc.argname})")
+    server = start_server(pipeline="echo", models_dir=Path(models_dir))
+    yield server
+    server.stop()
