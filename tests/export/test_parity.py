@@ -68,3 +68,20 @@ def test_fp16_variant_within_1e_2(tiny_swap_run: Path, tmp_path: Path) -> None:
             want_rgb, want_mask = loaded.model.decode(loaded.model.encode(torch.from_numpy(face)), side)
         assert float(np.abs(rgb - want_rgb.numpy()).max()) < 1e-2
         assert float(np.abs(mask - want_mask.numpy()).max()) < 1e-2
+
+
+def test_torchscript_fallback_when_dynamo_fails(tiny_digits_run: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    import export.onnx_export as onnx_export
+
+    def dynamo_breaks(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated torch.export failure")
+
+    monkeypatch.setattr(onnx_export, "_export_dynamo", dynamo_breaks)
+    plan = plan_graphs(load_run(tiny_digits_run), "")[0]
+    path = tmp_path / "digits.onnx"
+    with caplog.at_level("WARNING", logger="export.onnx_export"):
+        assert onnx_export.export_graph(plan.module, plan, path, 17) == "torchscript"
+    assert "dynamo exporter failed (RuntimeError: simulated torch.export failure)" in caplog.text
+    check_onnx_file(path)
+    report = check_parity(path, plan.module, "pixels", plan.random_batch(6, seed=2), plan.real_batch(), FP32_TOLERANCE)
+    assert report.worst < FP32_TOLERANCE
