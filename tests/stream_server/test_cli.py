@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -16,6 +17,8 @@ import pytest
 
 from stream_server.config import ServerConfig, SessionOptions, config_from_args
 from stream_server.errors import ConfigError
+from tests.fixtures.server import Clip
+from tests.stream_server.peer import open_offer_peer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +108,34 @@ def test_serve_refuses_a_missing_models_folder_with_exit_1(tmp_path: Path) -> No
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"--models {tmp_path / 'none'}" in result.stderr and "manifest.json" in result.stderr
+
+
+@pytest.mark.timeout(90)
+async def test_sigterm_closes_live_peers_cleanly(server_clip: Clip) -> None:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "swapstream.cli", "serve", "--pipeline", "echo", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=1):
+                    break
+            except OSError:
+                await asyncio.sleep(0.2)
+        peer = await open_offer_peer(url, server_clip.frames, server_clip.fps)
+        assert await wait_for(lambda: peer.received.count >= 3, 20), "no frames before SIGTERM"
+        process.send_signal(signal.SIGTERM)
+        # The server closes the peer connection (DTLS close_notify), so the client sees it end.
+        assert await wait_for(lambda: peer.pc.connectionState == "closed", 15), peer.pc.connectionState
+        await peer.close()
+        output, _ = await asyncio.get_running_loop().run_in_executor(None, lambda: process.communicate(timeout=20))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "closing 1 session(s)" in output and "stopped cleanly" in output
