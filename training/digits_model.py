@@ -24,13 +24,17 @@ class DigitNet(nn.Module):
     def __init__(
         self,
         arch: Arch = "mlp",
-        hidden: list[int] | tuple[int, ...] = (128, 64),
-        channels: list[int] | tuple[int, ...] = (16, 32),
-        dropout: float = 0.1,
+        hidden: list[int] | tuple[int, ...] | None = None,
+        channels: list[int] | tuple[int, ...] = (32, 64),
+        dropout: float | None = None,
     ) -> None:
         super().__init__()
         if arch not in ("mlp", "cnn"):
             raise ValueError(f"arch must be 'mlp' or 'cnn', not {arch!r}")
+        if hidden is None:
+            hidden = (128, 64) if arch == "mlp" else (128,)
+        if dropout is None:
+            dropout = 0.2 if arch == "mlp" else 0.1
         self.arch = arch
         self.config: dict[str, Any] = {
             "arch": arch,

@@ -1,0 +1,114 @@
+"""Losses of the face-swap trainer: masked L1, masked DSSIM, mask loss, and an eye/mouth weight map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """How much each term counts."""
+
+    l1: float = 1.0
+    dssim: float = 1.0
+    mask: float = 0.5
+    background: float = 0.1
+    """Weight of pixels outside the face mask (so previews are sane outside the face)."""
+    eyes_mouth: float = 1.0
+    """Extra weight on eyes and mouth (0 turns it off)."""
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2.0
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    window = torch.outer(g, g)
+    return window.expand(channels, 1, size, size).contiguous()
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-pixel SSIM of two (N,C,H,W) images in [0,1], averaged over channels -> (N,1,H,W)."""
+    channels = x.shape[1]
+    window = _gaussian_window(window_size, sigma, channels, x.device, x.dtype)
+    pad = window_size // 2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), window, groups=channels)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim.mean(dim=1, keepdim=True)
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    weight = weight.expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error weighted per pixel by `weight` (N,1,H,W)."""
+    return _weighted_mean((pred - target).abs(), weight)
+
+
+def masked_dssim(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Structural dissimilarity (1 - SSIM) / 2 weighted per pixel by `weight`."""
+    return _weighted_mean((1.0 - ssim_map(pred, target)) / 2.0, weight)
+
+
+def mask_loss(pred_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """L1 between the predicted and the mesh-hull mask."""
+    return (pred_mask - target_mask).abs().mean()
+
+
+def pixel_weights(mask: torch.Tensor, feature_weight: torch.Tensor | None, weights: LossWeights) -> torch.Tensor:
+    """Per-pixel loss weight: 1 on the face, `background` outside, plus `eyes_mouth` on the feature map."""
+    out = weights.background + (1.0 - weights.background) * mask
+    if feature_weight is not None and weights.eyes_mouth > 0:
+        out = out + weights.eyes_mouth * feature_weight
+    return out
+
+
+def face_losses(
+    pred_rgb: torch.Tensor,
+    pred_mask: torch.Tensor,
+    target: torch.Tensor,
+    target_mask: torch.Tensor,
+    feature_weight: torch.Tensor | None,
+    weights: LossWeights,
+) -> dict[str, torch.Tensor]:
+    """All loss terms for one identity's batch, plus their weighted sum under "total"."""
+    pred_rgb = pred_rgb.float()
+    pred_mask = pred_mask.float()
+    pixel = pixel_weights(target_mask, feature_weight, weights)
+    terms = {
+        "l1": masked_l1(pred_rgb, target, pixel),
+        "dssim": masked_dssim(pred_rgb, target, pixel),
+        "mask": mask_loss(pred_mask, target_mask),
+    }
+    terms["total"] = weights.l1 * terms["l1"] + weights.dssim * terms["dssim"] + weights.mask * terms["mask"]
+    return terms
+
+
+def feature_weight_map(keypoints: np.ndarray, size: int) -> np.ndarray:
+    """A soft (S,S) float32 map that is 1 around both eyes and the mouth, from the 5 keypoints (crop px)."""
+    out = np.zeros((size, size), np.float32)
+    eye_distance = float(np.linalg.norm(keypoints[1] - keypoints[0]))
+    radius = max(1, int(round(0.3 * eye_distance)))
+    for eye in keypoints[:2]:
+        cv2.circle(out, (int(round(eye[0])), int(round(eye[1]))), radius, 1.0, -1)
+    left, right = keypoints[3], keypoints[4]
+    centre = (left + right) / 2.0
+    half_width = max(1, int(round(0.6 * float(np.linalg.norm(right - left)))))
+    angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    cv2.ellipse(out, (int(round(centre[0])), int(round(centre[1]))), (half_width, max(1, radius)), angle, 0, 360, 1.0, -1)
+    blur = max(3, (size // 16) | 1)
+    return cv2.GaussianBlur(out, (blur, blur), 0)

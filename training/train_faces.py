@@ -1,0 +1,383 @@
+"""The face-swap training loop: both identities every step, Adam, AMP on CUDA, atomic checkpoints,
+resume, preview grids and a losses CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable, Iterator, Literal
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    read_checkpoint,
+    restore_model,
+    restore_optimizer,
+    restore_rng,
+    save_checkpoint,
+)
+from training.errors import CheckpointError, TrainingError
+from training.faceset import BatchStream, FaceSet, SideBatch, make_side_batch
+from training.losses import LossWeights, face_losses, masked_l1
+from training.swap_model import SwapAutoencoder, describe_parameters
+from training.warp import AugmentConfig
+
+log = logging.getLogger(__name__)
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+LOSSES_CSV = "losses.csv"
+EVAL_CSV = "eval.csv"
+PREVIEW_ROWS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
+_LOSS_COLUMNS = ["step", "loss_a", "loss_b", "l1_a", "l1_b", "dssim_a", "dssim_b", "mask_a", "mask_b", "images_per_s"]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The swap model's size (the checkpoint's model_config, less face_size)."""
+
+    encoder_channels: int = 32
+    encoder_depth: int | None = None
+    """Stride-2 convolutions in the encoder; None: down to 4x4 (4 at 64 px, 5 at 128 px)."""
+    bottleneck: int = 256
+    code_channels: int = 128
+    decoder_channels: int = 128
+    residual_blocks: int = 1
+
+    def model_config(self, face_size: int) -> dict[str, Any]:
+        """Constructor arguments of SwapAutoencoder for `face_size`."""
+        depth = self.encoder_depth if self.encoder_depth is not None else int(np.log2(face_size // 4))
+        return {
+            "face_size": face_size,
+            "encoder_channels": self.encoder_channels,
+            "encoder_depth": depth,
+            "bottleneck": self.bottleneck,
+            "code_channels": self.code_channels,
+            "decoder_channels": self.decoder_channels,
+            "residual_blocks": self.residual_blocks,
+        }
+
+
+@dataclass(frozen=True)
+class FaceTrainConfig:
+    """Everything `swapstream train faces` needs, validated once."""
+
+    faces_a: Path
+    faces_b: Path
+    out: Path
+    size: int = 64
+    steps: int = 5000
+    batch: int = 16
+    lr: float = 5e-4
+    resume: bool = False
+    device: DeviceChoice = "auto"
+    preview_every: int = 500
+    checkpoint_every: int = 500
+    eval_every: int = 0
+    """Steps between reconstruction checks on unwarped faces (eval.csv); 0: at every checkpoint."""
+    workers: int = 2
+    seed: int = 0
+    shape: ModelShape = field(default_factory=ModelShape)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size not in (64, 128, 256):
+            raise ValueError(f"--size must be 64, 128 or 256, got {self.size}")
+        for flag, value in (("--steps", self.steps), ("--batch", self.batch), ("--preview-every", self.preview_every),
+                            ("--checkpoint-every", self.checkpoint_every), ("--workers", self.workers)):
+            if value < 1:
+                raise ValueError(f"{flag} must be at least 1, got {value}")
+        if self.eval_every < 0:
+            raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but torch sees no CUDA GPU")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able copy for the checkpoint's train_config."""
+        def convert(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, dict):
+                return {k: convert(v) for k, v in value.items()}
+            return value
+
+        return convert(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or interrupted) run reached."""
+
+    step: int
+    checkpoint: Path
+    interrupted: bool
+    images_per_s: float
+    last_losses: dict[str, float]
+
+
+def resolve_device(choice: DeviceChoice) -> torch.device:
+    """`auto` picks CUDA when torch sees a GPU."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so the loop can write a checkpoint and stop cleanly."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
+
+    @property
+    def is_set(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def catch_stop_signals(flag: StopFlag) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to `flag` while training (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, flag) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _autocast(device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
+    if device.type != "cuda":
+        return nullcontext, None
+    if torch.cuda.is_bf16_supported():
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
+    return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+
+
+def _to_device(side: SideBatch, device: torch.device) -> SideBatch:
+    return SideBatch(*(t.to(device, non_blocking=True) for t in (side.input, side.target, side.mask, side.features)))
+
+
+def _to_uint8_rows(images: torch.Tensor) -> np.ndarray:
+    array = images.detach().float().clamp(0, 1).cpu().numpy().transpose(0, 2, 3, 1)
+    return np.concatenate(list((array * 255 + 0.5).astype(np.uint8)), axis=1)
+
+
+@torch.no_grad()
+def render_preview(model: SwapAutoencoder, faces_a: torch.Tensor, faces_b: torch.Tensor) -> np.ndarray:
+    """The preview grid (RGB uint8): rows A, A->A, A->B, B, B->B, B->A; one column per face."""
+    was_training = model.training
+    model.eval()
+    code_a, code_b = model.encode(faces_a), model.encode(faces_b)
+    rows = [faces_a, model.decode(code_a, "a")[0], model.decode(code_a, "b")[0],
+            faces_b, model.decode(code_b, "b")[0], model.decode(code_b, "a")[0]]
+    model.train(was_training)
+    return np.concatenate([_to_uint8_rows(row) for row in rows], axis=0)
+
+
+@torch.no_grad()
+def reconstruction_l1(model: SwapAutoencoder, side: SideBatch, name: Literal["a", "b"]) -> float:
+    """Masked L1 of reconstructing unwarped faces with their own decoder (the run's progress measure)."""
+    was_training = model.training
+    model.eval()
+    rgb, _ = model.decode(model.encode(side.input), name)
+    model.train(was_training)
+    return float(masked_l1(rgb.float(), side.target, side.mask))
+
+
+class _CsvLog:
+    """Append-only CSV; on resume, rows past the checkpoint's step (written after it) are dropped."""
+
+    def __init__(self, path: Path, columns: list[str], keep_until: int | None) -> None:
+        self.path, self.columns = path, columns
+        rows: list[dict[str, str]] = []
+        if keep_until is not None and path.is_file():
+            with path.open(newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= keep_until]
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.columns).writerow(row)
+
+
+def _tensorboard_writer(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def train_faces(config: FaceTrainConfig) -> TrainResult:
+    """Train (or resume) a swap model on two face sets; returns where it stopped."""
+    faces_a = FaceSet(config.faces_a, config.size)
+    faces_b = FaceSet(config.faces_b, config.size)
+    log.info("face sets: A %d faces (%s), B %d faces (%s)", len(faces_a), config.faces_a, len(faces_b), config.faces_b)
+    device = resolve_device(config.device)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = checkpoint_path(out)
+
+    torch.manual_seed(config.seed)
+    model_config = config.shape.model_config(config.size)
+    start_step = 0
+    checkpoint = None
+    if config.resume:
+        if not ckpt_path.exists():
+            raise CheckpointError(f"--resume: checkpoint {ckpt_path} does not exist")
+        checkpoint = read_checkpoint(ckpt_path, expected_kind="swap")
+        if checkpoint.model_config.get("face_size") != config.size:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path} is for {checkpoint.model_config.get('face_size')} px faces, not --size {config.size}"
+            )
+        model_config = checkpoint.model_config
+        start_step = checkpoint.step
+    elif ckpt_path.exists():
+        raise TrainingError(f"{ckpt_path} already exists; pass --resume to continue it or choose another --out")
+
+    model = SwapAutoencoder(**model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    if checkpoint is not None:
+        restore_model(checkpoint, model)
+        restore_optimizer(checkpoint, optimizer)
+        restore_rng(checkpoint.rng)
+        log.info("resumed %s at step %d", ckpt_path, start_step)
+    model.to(device).train()
+    # optimiser state follows the parameters' device
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
+    log.info("swap model %s: %s", model_config, describe_parameters(model))
+    (out / "model_config.json").write_text(json.dumps(model_config, indent=2))
+
+    autocast, scaler = _autocast(device)
+    keep = start_step if config.resume else None
+    loss_log = _CsvLog(out / LOSSES_CSV, _LOSS_COLUMNS, keep)
+    eval_log = _CsvLog(out / EVAL_CSV, ["step", "recon_l1_a", "recon_l1_b"], keep)
+    tensorboard = _tensorboard_writer(out)
+    previews_dir = out / "previews"
+    previews_dir.mkdir(exist_ok=True)
+
+    # fixed, unwarped faces for previews and the reconstruction measure
+    eval_rng = np.random.default_rng([config.seed, 0xE7A1])
+    n_eval = min(8, len(faces_a), len(faces_b))
+    eval_a = _to_device(make_side_batch(faces_a, eval_rng.choice(len(faces_a), n_eval, replace=False), eval_rng, None), device)
+    eval_b = _to_device(make_side_batch(faces_b, eval_rng.choice(len(faces_b), n_eval, replace=False), eval_rng, None), device)
+    eval_every = config.eval_every or config.checkpoint_every
+
+    def evaluate(step: int) -> None:
+        row = {"step": step, "recon_l1_a": reconstruction_l1(model, eval_a, "a"),
+               "recon_l1_b": reconstruction_l1(model, eval_b, "b")}
+        eval_log.write(row)
+        if tensorboard is not None:
+            tensorboard.add_scalars("eval", {k: v for k, v in row.items() if k != "step"}, step)
+
+    def write_checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, kind="swap", model=model, model_config=model_config, step=step,
+                        train_config=config.to_json(), optimizer=optimizer, rng=capture_rng())
+
+    def write_preview(step: int) -> None:
+        grid = render_preview(model, eval_a.input[:4], eval_b.input[:4])
+        bgr = cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(previews_dir / f"step_{step:07d}.png"), bgr)
+        cv2.imwrite(str(out / "preview.png"), bgr)
+
+    if start_step == 0:
+        evaluate(0)
+    stop = StopFlag()
+    step = start_step
+    images_per_s = 0.0
+    last: dict[str, float] = {}
+    interrupted = False
+    stream = BatchStream(faces_a, faces_b, config.batch, config.augment, seed=config.seed,
+                         start_step=start_step, workers=config.workers)
+    bar = tqdm(total=config.steps, initial=start_step, desc="train faces", unit="step", disable=not config.progress,
+               dynamic_ncols=True)
+    started = time.perf_counter()
+    try:
+        with catch_stop_signals(stop), stream:
+            batches = iter(stream)
+            while step < config.steps and not stop.is_set:
+                batch = next(batches)
+                side_a, side_b = _to_device(batch.a, device), _to_device(batch.b, device)
+                with autocast():
+                    code = model.encode(torch.cat([side_a.input, side_b.input]))
+                    code_a, code_b = code[: config.batch], code[config.batch :]
+                    rgb_a, mask_a = model.decode(code_a, "a")
+                    rgb_b, mask_b = model.decode(code_b, "b")
+                terms_a = face_losses(rgb_a, mask_a, side_a.target, side_a.mask, side_a.features, config.loss)
+                terms_b = face_losses(rgb_b, mask_b, side_b.target, side_b.mask, side_b.features, config.loss)
+                loss = terms_a["total"] + terms_b["total"]
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                step += 1
+                elapsed = time.perf_counter() - started
+                images_per_s = 2 * config.batch * (step - start_step) / max(elapsed, 1e-9)
+                last = {"loss_a": float(terms_a["total"]), "loss_b": float(terms_b["total"]),
+                        "l1_a": float(terms_a["l1"]), "l1_b": float(terms_b["l1"]),
+                        "dssim_a": float(terms_a["dssim"]), "dssim_b": float(terms_b["dssim"]),
+                        "mask_a": float(terms_a["mask"]), "mask_b": float(terms_b["mask"])}
+                loss_log.write({"step": step, **{k: f"{v:.6f}" for k, v in last.items()},
+                                "images_per_s": f"{images_per_s:.2f}"})
+                if tensorboard is not None:
+                    tensorboard.add_scalars("loss", last, step)
+                bar.update(1)
+                bar.set_postfix(loss_a=f"{last['loss_a']:.4f}", loss_b=f"{last['loss_b']:.4f}",
+                                img_s=f"{images_per_s:.1f}")
+                if step % config.preview_every == 0:
+                    write_preview(step)
+                if step % eval_every == 0:
+                    evaluate(step)
+                if step % config.checkpoint_every == 0:
+                    write_checkpoint(step)
+            interrupted = stop.is_set
+            if interrupted:
+                log.warning("signal %s: writing a checkpoint at step %d and stopping", stop.signal, step)
+            if step % config.checkpoint_every != 0 or step == start_step:
+                if step % eval_every != 0:
+                    evaluate(step)
+                write_checkpoint(step)
+            if step % config.preview_every != 0:
+                write_preview(step)
+    finally:
+        bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
+    log.info("stopped at step %d (%.1f images/s); checkpoint %s", step, images_per_s, ckpt_path)
+    return TrainResult(step=step, checkpoint=ckpt_path, interrupted=interrupted, images_per_s=images_per_s,
+                       last_losses=last)
