@@ -167,7 +167,7 @@ def export_graph(module: nn.Module, plan: GraphPlan, path: Path, opset: int) -> 
                               f"{type(exc2).__name__}: {exc2}") from exc2
         exporter = "torchscript"
     _require_dynamic_batch(path, plan)
-    log.info("%s: written by the %s exporter to %s", plan.name, exporter, path)
+    log.info("%s: written by the %s exporter (%s)", plan.name, exporter, path.name)
     return exporter
 
 
