@@ -67,6 +67,9 @@ async def test_index_page_is_served(swap_server: RunningServer) -> None:
     status, content_type, text = await _get(swap_server.url)
     assert status == 200 and content_type == "text/html"
     assert "<html" in text.lower() and "swapstream" in text.lower()
+    for asset in re.findall(r'(?:src|href)="(static/[^"]+)"', text):
+        status, _, _ = await _get(swap_server.url + asset)
+        assert status == 200, asset
 
 
 def _expected_probabilities(server: RunningServer, pixels: np.ndarray) -> np.ndarray:
