@@ -282,6 +282,8 @@ def extract_faces(config: ExtractConfig) -> ExtractSummary:
     out = config.out
     if out.exists() and not out.is_dir():
         raise ExtractError(f"--out {out} exists and is not a folder")
+    if any(Path(src).is_dir() and Path(src).resolve() == out.resolve() for src in config.sources):
+        raise ExtractError(f"--out {out} is also a source folder; choose another --out")
     state = _read_state(out, config) if out.is_dir() else _State(settings=config.resume_settings())
     summary = ExtractSummary(out=str(out), sources=len(sources))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -156,8 +157,6 @@ def test_bad_input_names_the_path_exits_nonzero_and_writes_nothing(
     assert code != 0
     err = capsys.readouterr().err
     assert err.startswith("swapstream extract: error: ")
-    import re
-
     assert re.search(message, err), err
     assert not out.exists(), "nothing may be written when a source is bad"
 
@@ -204,6 +203,13 @@ def test_blurry_faces_are_skipped_and_counted(tmp_path: Path) -> None:
     assert summary.faces_written == 3
     assert sorted(_face_files(out)) == ["img0_f000000_0.png", "img2_f000000_0.png", "img4_f000000_0.png"]
     assert all(r["sharpness"] >= 15.0 for r in _records(out))
+
+
+def test_out_folder_that_is_a_source_is_refused(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((16, 16, 3), 50, np.uint8))
+    with pytest.raises(ExtractError, match="also a source folder"):
+        extract_faces(ExtractConfig(sources=(tmp_path,), out=tmp_path, progress=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png"]
 
 
 def test_same_stem_from_two_folders_gets_unique_names(tmp_path: Path) -> None:
