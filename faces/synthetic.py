@@ -399,8 +399,8 @@ class FaceRenderer:
     def _paint_expression(self, expression: Expression) -> tuple[np.ndarray, np.ndarray]:
         """The base texture with eyes, brows and mouth drawn for this expression; returns (albedo, alpha)."""
         d = self.identity
-        # Only the band from brows to lips changes with expression: paint a copy of that band alone.
-        row0 = max(0, int((d.eye_y - d.brow_gap - 0.15 + d.head_height) * TEXELS_PER_UNIT))
+        # Only the band from brows to lips changes with expression: draw and blur within that band only.
+        row0 = max(0, int((d.eye_y - d.brow_gap - 0.2 + d.head_height) * TEXELS_PER_UNIT))
         row1 = int((d.mouth_y + 0.2 + d.head_height) * TEXELS_PER_UNIT)
         albedo = self._base_albedo.copy()
         band = albedo[row0:row1]
@@ -449,7 +449,7 @@ class FaceRenderer:
             )
             iris = np.array(d.iris) / 255
             self._fill(layer, ring, tuple(iris * 0.55), row0=row0)
-            self._fill(layer, ring * 0.0 + (ring - centre) * 0.85 + centre, tuple(iris), row0=row0)
+            self._fill(layer, (ring - centre) * 0.85 + centre, tuple(iris), row0=row0)
             self._fill(layer, (ring - centre) * 0.45 + centre, (0.04, 0.03, 0.03), row0=row0)
             glint = (ring - centre) * 0.15 + centre + np.array([0.35 * r * sign * -1, -0.35 * r])
             self._fill(layer, glint, (0.98, 0.98, 0.98), row0=row0)

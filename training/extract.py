@@ -247,6 +247,10 @@ def _load_written(meta_path: Path) -> set[tuple[str, int, int]]:
     if good_end < len(data):
         with open(meta_path, "r+b") as handle:
             handle.truncate(good_end)
+    elif data and not data.endswith(b"\n"):
+        # A whole record whose newline was lost: end the line so the next record starts on its own.
+        with open(meta_path, "ab") as handle:
+            handle.write(b"\n")
     return written
 
 

@@ -205,6 +205,15 @@ def test_blurry_faces_are_skipped_and_counted(tmp_path: Path) -> None:
     assert all(r["sharpness"] >= 15.0 for r in _records(out))
 
 
+def test_record_that_lost_its_newline_is_kept_and_the_next_starts_a_new_line(tmp_path: Path) -> None:
+    from training.extract import _load_written
+
+    meta = tmp_path / METADATA_NAME
+    meta.write_text('{"source": "s", "frame": 0, "face_index": 0}\n{"source": "s", "frame": 1, "face_index": 0}')
+    assert _load_written(meta) == {("s", 0, 0), ("s", 1, 0)}
+    assert meta.read_text().endswith("}\n")
+
+
 def test_out_folder_that_is_a_source_is_refused(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "face.png"), np.full((16, 16, 3), 50, np.uint8))
     with pytest.raises(ExtractError, match="also a source folder"):
