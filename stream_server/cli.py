@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from stream_server.app import create_app
-from stream_server.config import ServerConfig, config_from_args
-from stream_server.session import STATE_KEY
+    from stream_server.config import ServerConfig
 
 logger = logging.getLogger(__name__)
+
+# Small per-face numpy reductions (colour statistics) go through BLAS; OpenBLAS's own threads then fight the
+# frame workers, mediapipe and ONNX Runtime for the cores and made the blend stage ~3x slower on 2 cores.
+# Must be set before numpy is first imported, hence here and not in the library.
+SINGLE_THREADED_BLAS = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 async def serve(config: ServerConfig, app: web.Application | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then close every peer connection and free the workers."""
+    from aiohttp import web
+
+    from stream_server.app import create_app
+    from stream_server.session import STATE_KEY
+
     app = app or create_app(config)
     state = app[STATE_KEY]
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -52,6 +63,11 @@ async def serve(config: ServerConfig, app: web.Application | None = None) -> Non
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of `swapstream serve`; errors propagate as SwapstreamError for the dispatcher."""
+    for name, value in SINGLE_THREADED_BLAS.items():
+        os.environ.setdefault(name, value)
+    from stream_server.app import create_app
+    from stream_server.config import config_from_args
+
     config = config_from_args(argv)
     app = create_app(config)
     asyncio.run(serve(config, app))
