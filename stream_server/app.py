@@ -111,8 +111,7 @@ def create_app(config: ServerConfig) -> web.Application:
             catalog.resolve(config.default_options.model)
         except ServerError as exc:
             raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
-    metrics_holder: list[SessionRegistry] = []
-    metrics = ServerMetrics(session_count=lambda: len(metrics_holder[0]) if metrics_holder else 0)
+    metrics = ServerMetrics()
     swap_backends = {name: backends[name] for name in catalog.names}
     batcher = None
     if config.pipeline == "swap":
@@ -133,7 +132,6 @@ def create_app(config: ServerConfig) -> web.Application:
         digits_model=next((e.name for e in entries if e.kind == "digits"), None),
     )
     state.registry = SessionRegistry(state)
-    metrics_holder.append(state.registry)
     settings = PipelineSettings(mode=config.pipeline, detect_every=config.detect_every,
                                 max_faces=config.max_faces, disclosure_mark=config.disclosure_mark)
 

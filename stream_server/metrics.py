@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 STAGES: tuple[str, ...] = ("detect", "align", "infer", "blend", "encode")
 # Milliseconds; a 15-30 fps stream leaves 33-67 ms per frame, so resolve finely below 100 ms.
@@ -51,14 +51,22 @@ class Counter:
 
 
 class Gauge:
-    """A value read at scrape time from a callback (for example the live session count)."""
+    """A value that goes up and down (for example the live session count)."""
 
-    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.name, self.help_text, self._read = name, help_text, read
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name, self.help_text = name, help_text
+        self._value = 0.0
+
+    def set(self, value: float) -> None:
+        self._value = float(value)
+
+    @property
+    def value(self) -> float:
+        return self._value
 
     def render(self) -> list[str]:
         return [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} gauge",
-                f"{self.name} {_format_value(float(self._read()))}"]
+                f"{self.name} {_format_value(self._value)}"]
 
 
 class Histogram:
@@ -103,8 +111,8 @@ class Histogram:
 class ServerMetrics:
     """The server's metrics; one instance per app (app[METRICS_KEY]), never a module global."""
 
-    def __init__(self, session_count: Callable[[], float]) -> None:
-        self.sessions = Gauge("swapstream_sessions", "Live streaming sessions.", session_count)
+    def __init__(self) -> None:
+        self.sessions = Gauge("swapstream_sessions", "Live streaming sessions.")
         self.frames_in = Counter("swapstream_frames_in_total", "Video frames received from peers.")
         self.frames_out = Counter("swapstream_frames_out_total", "Processed video frames handed to encoders.")
         self.frames_dropped = Counter("swapstream_frames_dropped_total",

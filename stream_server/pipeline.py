@@ -173,10 +173,12 @@ class FramePipeline:
 
     def process(self, frame_rgb: np.ndarray, options: SessionOptions,
                 timestamp_s: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
-        """Swap every face (up to the maximum) in an RGB uint8 frame; returns the new frame and stage times in ms."""
-        from faces.align import align_face, paste_back, transform_points
-        from faces.color import transfer_color
-        from faces.mask import hull_mask
+        """Swap every face (up to the maximum) in an RGB uint8 frame; returns the new frame and stage times in ms.
+
+        May draw on `frame_rgb` in place (the server hands it a freshly decoded array).
+        """
+        from faces.align import align_face
+        from faces.errors import FaceError
 
         stage_ms: dict[str, float] = {}
         frame = np.ascontiguousarray(frame_rgb)
@@ -204,14 +206,12 @@ class FramePipeline:
             if rgb.shape[0] != len(faces):
                 raise ServerError(f"model {model.name} returned {rgb.shape[0]} faces for a batch of {len(faces)}")
             for i, (face, crop) in enumerate(zip(faces, aligned)):
-                swapped = (np.clip(rgb[i].transpose(1, 2, 0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-                # The mesh hull where the detector found one, else a face outline grown from the 5 keypoints.
-                mask = hull_mask(transform_points(face.points, crop.matrix), model.face_size, options.feather)
-                if model_masks is not None:
-                    mask = mask * np.clip(model_masks[i, 0], 0.0, 1.0)
-                if options.color != "none":
-                    swapped = transfer_color(swapped, crop.crop, options.color, mask=mask)
-                frame = paste_back(frame, swapped, crop.matrix, mask.astype(np.float32))
+                try:
+                    model_mask = None if model_masks is None else model_masks[i]
+                    frame = _blend_face(frame, face, crop, rgb[i], model_mask, model.face_size, options)
+                except FaceError as exc:
+                    # A face at the frame edge or a degenerate mask: leave that face as it is, keep the frame.
+                    logger.debug("face %d not blended: %s", i, exc)
             stage_ms["blend"] = (time.perf_counter() - t0) * 1000
         if options.boxes:
             for face in faces:
@@ -222,6 +222,23 @@ class FramePipeline:
         frame[:corner_h, :corner_w] = corner
         self.last_face_count = len(faces) if swap_on else 0
         return frame, stage_ms
+
+
+def _blend_face(frame: np.ndarray, face: Any, crop: Any, rgb: np.ndarray, model_mask: np.ndarray | None,
+                face_size: int, options: SessionOptions) -> np.ndarray:
+    """Colour-match one generated face to the original crop and paste it back through a feathered hull mask."""
+    from faces.align import paste_back, transform_points
+    from faces.color import transfer_color
+    from faces.mask import hull_mask
+
+    swapped = (np.clip(rgb.transpose(1, 2, 0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    # The mesh hull where the detector found one, else a face outline grown from the 5 keypoints.
+    mask = hull_mask(transform_points(face.points, crop.matrix), face_size, options.feather)
+    if model_mask is not None:
+        mask = mask * np.clip(model_mask[0], 0.0, 1.0)
+    if options.color != "none" and float(mask.sum()) >= 1.0:
+        swapped = transfer_color(swapped, crop.crop, options.color, mask=mask)
+    return paste_back(frame, swapped, crop.matrix, mask.astype(np.float32))
 
 
 def _default_detector(max_faces: int) -> Any:

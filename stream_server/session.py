@@ -75,6 +75,9 @@ class _RollingStats:
     """Per-session figures for the ~1/s "stats" DataChannel message."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.stage_sums: dict[str, float] = {}
         self.stage_counts: dict[str, int] = {}
         self.frames_out = 0
@@ -97,7 +100,7 @@ class _RollingStats:
             "added_ms": round(self.added_sum / self.frames_out, 2) if self.frames_out else None,
             "faces": self.faces,
         }
-        self.__init__()  # type: ignore[misc]
+        self.reset()
         return result
 
 
@@ -185,9 +188,9 @@ class Session:
             while pending is not None and not pending.done():
                 await asyncio.sleep(0.005)
         pipeline = self.pipeline
-        if pipeline is None and self._pipeline_future is not None and not self._pipeline_future.cancelled() \
-                and self._pipeline_future.exception() is None:
-            pipeline = self._pipeline_future.result()
+        future = self._pipeline_future
+        if pipeline is None and future is not None and not future.cancelled() and future.exception() is None:
+            pipeline = future.result()
         self.pipeline = None
         if pipeline is not None:
             await asyncio.get_running_loop().run_in_executor(self.state.executor, pipeline.close)
@@ -207,7 +210,13 @@ class Session:
         assert self.reader is not None
         executor = self.state.executor
         self._pipeline_future = executor.submit(self.state.pipeline_factory, self.id)
-        self.pipeline = await asyncio.wrap_future(self._pipeline_future)
+        try:
+            self.pipeline = await asyncio.wrap_future(self._pipeline_future)
+        except Exception as exc:  # noqa: BLE001 - e.g. mediapipe failing to start: end this session, not the server
+            logger.error("session %s: cannot start the frame pipeline: %s", self.id[:8], exc, exc_info=True)
+            self.send_json({"type": "error", "message": f"cannot start the frame pipeline: {exc}"})
+            self.close_soon()
+            return
         if self.state.batcher is not None:
             self.state.batcher.register(self.id)
         while True:
@@ -359,6 +368,7 @@ class SessionRegistry:
             raise SessionLimitError(f"server is full: {limit} live sessions (--max-sessions); try again later")
         session = Session(self, kind, options)
         self._sessions[session.id] = session
+        self.state.metrics.sessions.set(len(self._sessions))
         return session
 
     def get(self, session_id: str) -> Session:
@@ -369,6 +379,7 @@ class SessionRegistry:
 
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+        self.state.metrics.sessions.set(len(self._sessions))
 
     async def close_all(self) -> None:
         """Close every session and wait for closes already under way."""
