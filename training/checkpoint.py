@@ -229,7 +229,10 @@ def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) 
     for name, value in checkpoint.metadata.get("optim_scalars", {}).items():
         index, key = name.split(".", 1)
         per_param.setdefault(int(index), {})[key] = value
-    state = {"state": per_param, "param_groups": checkpoint.metadata["optim_groups"]}
+    # JSON turned tuples (Adam's betas) into lists; put them back so the optimiser sees what it saved
+    groups = [{key: (tuple(value) if isinstance(value, list) and key != "params" else value)
+               for key, value in group.items()} for group in checkpoint.metadata["optim_groups"]]
+    state = {"state": per_param, "param_groups": groups}
     try:
         optimizer.load_state_dict(state)
     except (ValueError, KeyError, RuntimeError) as exc:

@@ -33,7 +33,7 @@ from training.checkpoint import (
 )
 from training.errors import CheckpointError, TrainingError
 from training.faceset import BatchStream, FaceSet, SideBatch, make_side_batch
-from training.losses import LossWeights, face_losses, masked_l1
+from training.losses import LossWeights, face_losses, masked_dssim, masked_l1
 from training.swap_model import SwapAutoencoder, describe_parameters
 from training.warp import AugmentConfig
 
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 LOSSES_CSV = "losses.csv"
 EVAL_CSV = "eval.csv"
+EVAL_COLUMNS = ["step", "recon_l1_a", "recon_l1_b", "recon_dssim_a", "recon_dssim_b", "recon"]
 PREVIEW_ROWS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
 _LOSS_COLUMNS = ["step", "loss_a", "loss_b", "l1_a", "l1_b", "dssim_a", "dssim_b", "mask_a", "mask_b", "images_per_s"]
 
@@ -91,6 +92,8 @@ class FaceTrainConfig:
     """Steps between reconstruction checks on unwarped faces (eval.csv); 0: at every checkpoint."""
     workers: int = 2
     seed: int = 0
+    threads: int = 0
+    """torch CPU threads; 0 keeps torch's default (one per core). On a busy machine 1 can be much faster."""
     shape: ModelShape = field(default_factory=ModelShape)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossWeights = field(default_factory=LossWeights)
@@ -103,6 +106,8 @@ class FaceTrainConfig:
                             ("--checkpoint-every", self.checkpoint_every), ("--workers", self.workers)):
             if value < 1:
                 raise ValueError(f"{flag} must be at least 1, got {value}")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.eval_every < 0:
             raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")
         if not self.lr > 0:
@@ -131,6 +136,7 @@ class TrainResult:
     step: int
     checkpoint: Path
     interrupted: bool
+    stop_signal: int | None
     images_per_s: float
     last_losses: dict[str, float]
 
@@ -200,13 +206,14 @@ def render_preview(model: SwapAutoencoder, faces_a: torch.Tensor, faces_b: torch
 
 
 @torch.no_grad()
-def reconstruction_l1(model: SwapAutoencoder, side: SideBatch, name: Literal["a", "b"]) -> float:
-    """Masked L1 of reconstructing unwarped faces with their own decoder (the run's progress measure)."""
+def reconstruction_losses(model: SwapAutoencoder, side: SideBatch, name: Literal["a", "b"]) -> tuple[float, float]:
+    """(masked L1, masked DSSIM) of reconstructing unwarped faces with their own decoder: the run's progress."""
     was_training = model.training
     model.eval()
     rgb, _ = model.decode(model.encode(side.input), name)
     model.train(was_training)
-    return float(masked_l1(rgb.float(), side.target, side.mask))
+    rgb = rgb.float()
+    return float(masked_l1(rgb, side.target, side.mask)), float(masked_dssim(rgb, side.target, side.mask))
 
 
 class _CsvLog:
@@ -238,6 +245,16 @@ def _tensorboard_writer(run_dir: Path) -> Any:
 
 def train_faces(config: FaceTrainConfig) -> TrainResult:
     """Train (or resume) a swap model on two face sets; returns where it stopped."""
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train_faces(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_faces(config: FaceTrainConfig) -> TrainResult:
     faces_a = FaceSet(config.faces_a, config.size)
     faces_b = FaceSet(config.faces_b, config.size)
     log.info("face sets: A %d faces (%s), B %d faces (%s)", len(faces_a), config.faces_a, len(faces_b), config.faces_b)
@@ -282,7 +299,7 @@ def train_faces(config: FaceTrainConfig) -> TrainResult:
     autocast, scaler = _autocast(device)
     keep = start_step if config.resume else None
     loss_log = _CsvLog(out / LOSSES_CSV, _LOSS_COLUMNS, keep)
-    eval_log = _CsvLog(out / EVAL_CSV, ["step", "recon_l1_a", "recon_l1_b"], keep)
+    eval_log = _CsvLog(out / EVAL_CSV, EVAL_COLUMNS, keep)
     tensorboard = _tensorboard_writer(out)
     previews_dir = out / "previews"
     previews_dir.mkdir(exist_ok=True)
@@ -295,9 +312,11 @@ def train_faces(config: FaceTrainConfig) -> TrainResult:
     eval_every = config.eval_every or config.checkpoint_every
 
     def evaluate(step: int) -> None:
-        row = {"step": step, "recon_l1_a": reconstruction_l1(model, eval_a, "a"),
-               "recon_l1_b": reconstruction_l1(model, eval_b, "b")}
-        eval_log.write(row)
+        l1_a, dssim_a = reconstruction_losses(model, eval_a, "a")
+        l1_b, dssim_b = reconstruction_losses(model, eval_b, "b")
+        row = {"step": step, "recon_l1_a": l1_a, "recon_l1_b": l1_b, "recon_dssim_a": dssim_a,
+               "recon_dssim_b": dssim_b, "recon": (l1_a + l1_b + dssim_a + dssim_b) / 2}
+        eval_log.write({k: (f"{v:.6f}" if k != "step" else v) for k, v in row.items()})
         if tensorboard is not None:
             tensorboard.add_scalars("eval", {k: v for k, v in row.items() if k != "step"}, step)
 
@@ -348,10 +367,9 @@ def train_faces(config: FaceTrainConfig) -> TrainResult:
                 step += 1
                 elapsed = time.perf_counter() - started
                 images_per_s = 2 * config.batch * (step - start_step) / max(elapsed, 1e-9)
-                last = {"loss_a": float(terms_a["total"]), "loss_b": float(terms_b["total"]),
-                        "l1_a": float(terms_a["l1"]), "l1_b": float(terms_b["l1"]),
-                        "dssim_a": float(terms_a["dssim"]), "dssim_b": float(terms_b["dssim"]),
-                        "mask_a": float(terms_a["mask"]), "mask_b": float(terms_b["mask"])}
+                last = {f"{term}_{side}": float(terms[key].detach())
+                        for side, terms in (("a", terms_a), ("b", terms_b))
+                        for term, key in (("loss", "total"), ("l1", "l1"), ("dssim", "dssim"), ("mask", "mask"))}
                 loss_log.write({"step": step, **{k: f"{v:.6f}" for k, v in last.items()},
                                 "images_per_s": f"{images_per_s:.2f}"})
                 if tensorboard is not None:
@@ -379,5 +397,6 @@ def train_faces(config: FaceTrainConfig) -> TrainResult:
         if tensorboard is not None:
             tensorboard.close()
     log.info("stopped at step %d (%.1f images/s); checkpoint %s", step, images_per_s, ckpt_path)
-    return TrainResult(step=step, checkpoint=ckpt_path, interrupted=interrupted, images_per_s=images_per_s,
+    return TrainResult(step=step, checkpoint=ckpt_path, interrupted=interrupted, stop_signal=stop.signal,
+                       images_per_s=images_per_s,
                        last_losses=last)

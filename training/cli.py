@@ -1,0 +1,121 @@
+"""`swapstream train faces|digits`: parse flags into a frozen config and run the trainer."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from training.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+def _faces_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("faces", help="train a face-swap model (shared encoder + decoders A and B)",
+                       description="Train a face-swap model on two face sets made by `swapstream extract`.")
+    p.add_argument("--a", required=True, type=Path, help="face-set folder of identity A (the person on camera)")
+    p.add_argument("--b", required=True, type=Path, help="face-set folder of identity B (the face to put on A)")
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, previews, losses.csv)")
+    p.add_argument("--size", type=int, default=64, help="face size in px: 64, 128 or 256 (default 64)")
+    p.add_argument("--steps", type=int, default=5000, help="total training steps (default 5000)")
+    p.add_argument("--batch", type=int, default=16, help="faces per identity per step (default 16)")
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.safetensors")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA if present")
+    p.add_argument("--preview-every", type=int, default=500, help="steps between preview grids (default 500)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="steps between reconstruction checks (eval.csv); 0: with each checkpoint")
+    p.add_argument("--workers", type=int, default=2, help="background threads preparing batches (default 2)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--encoder-channels", type=int, default=32, help="first encoder conv width (doubles per level)")
+    p.add_argument("--bottleneck", type=int, default=256, help="dense bottleneck width")
+    p.add_argument("--code-channels", type=int, default=128, help="channels of the shared spatial code")
+    p.add_argument("--decoder-channels", type=int, default=128, help="first decoder stage width (halves per level)")
+    p.add_argument("--residual-blocks", type=int, default=1, help="residual blocks per decoder level")
+    p.add_argument("--eyes-mouth-weight", type=float, default=1.0, help="extra loss weight on eyes and mouth")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+
+
+def _digits_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("digits", help="train the 16x16 digit model (MLP or small CNN)",
+                       description="Train the digit model: 256 inputs -> 10 logits, cross-entropy.")
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, confusion.png, loss_curve.png)")
+    p.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="mlp (default) or cnn")
+    p.add_argument("--data", type=Path, default=None,
+                   help="USPS data: usps.h5 (train/test groups) or a libsvm text file; default: scikit-learn digits")
+    p.add_argument("--test-data", type=Path, default=None, help="libsvm test file to go with --data")
+    p.add_argument("--epochs", type=int, default=None, help="default 60 (mlp) / 30 (cnn)")
+    p.add_argument("--batch", type=int, default=64, help="mini-batch size (default 64)")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `swapstream train` argument parser."""
+    parser = argparse.ArgumentParser(prog="swapstream train", description="Train swapstream models.")
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{faces,digits}")
+    _faces_parser(sub)
+    _digits_parser(sub)
+    return parser
+
+
+def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from training.losses import LossWeights
+    from training.train_faces import FaceTrainConfig, ModelShape, train_faces
+
+    try:
+        config = FaceTrainConfig(
+            faces_a=args.a, faces_b=args.b, out=args.out, size=args.size, steps=args.steps, batch=args.batch,
+            lr=args.lr, resume=args.resume, device=args.device, preview_every=args.preview_every,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, workers=args.workers,
+            threads=args.threads, seed=args.seed,
+            shape=ModelShape(encoder_channels=args.encoder_channels, bottleneck=args.bottleneck,
+                             code_channels=args.code_channels, decoder_channels=args.decoder_channels,
+                             residual_blocks=args.residual_blocks),
+            loss=LossWeights(eyes_mouth=args.eyes_mouth_weight), progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    result = train_faces(config)
+    state = "interrupted" if result.interrupted else "finished"
+    print(f"train faces: {state} at step {result.step} ({result.images_per_s:.1f} images/s); "
+          f"checkpoint {result.checkpoint}")
+    # a run stopped by a signal exits like the signal would have (128 + number), with its checkpoint written
+    return 128 + result.stop_signal if result.interrupted and result.stop_signal else 0
+
+
+def _run_digits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from training.digits import DigitsTrainConfig, train_digits
+
+    try:
+        config = DigitsTrainConfig(out=args.out, arch=args.arch, data=args.data, test_data=args.test_data,
+                                   epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
+                                   progress=not args.no_progress)
+    except ValueError as exc:
+        parser.error(str(exc))
+    result = train_digits(config)
+    print(f"train digits ({config.arch}): test accuracy {result.accuracy:.2%} in {result.seconds:.1f} s; "
+          f"wrote {result.checkpoint}, {config.out / 'confusion.png'}, {config.out / 'loss_curve.png'}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `swapstream train`; library errors propagate to swapstream.cli as TrainingError."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.what == "faces":
+        return _run_faces(args, parser)
+    if args.what == "digits":
+        return _run_digits(args, parser)
+    raise TrainingError(f"unknown training target {args.what!r}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main(sys.argv[1:]))
