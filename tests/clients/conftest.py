@@ -84,3 +84,14 @@ def digits_server(request: pytest.FixtureRequest) -> Iterator[Any]:
     server = start_server(pipeline="echo", models_dir=Path(models_dir))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def inverting_server(tiny_models_dir: Path) -> Iterator[Any]:
+    """A swap server whose hand-built models invert the face's colours: an unmistakable, deterministic swap
+    that needs no training run."""
+    from tests.fixtures.server import start_server
+
+    server = start_server(pipeline="swap", models_dir=tiny_models_dir, max_sessions=6)
+    yield server
+    server.stop()

@@ -102,9 +102,9 @@ def _face_masks(face_frames_outlines: list[np.ndarray], size: tuple[int, int]) -
 
 
 @pytest.mark.slow
-def test_page_streams_the_camera_and_shows_a_swapped_face(browser: Any, swap_server: Any, face_outlines: list) -> None:
+def test_page_streams_the_camera_and_shows_a_swapped_face(browser: Any, inverting_server: Any, face_outlines: list) -> None:
     with page_with_screenshot(browser, "browser-stream") as page:
-        page.goto(swap_server.url)
+        page.goto(inverting_server.url)
         page.wait_for_function("document.body.dataset.models === 'loaded'", timeout=15_000)
         assert page.locator("#model option").count() >= 3  # "by direction" + the two swap models
         assert "AI-generated" in page.locator("#disclosure").inner_text()
@@ -131,10 +131,10 @@ def test_page_streams_the_camera_and_shows_a_swapped_face(browser: Any, swap_ser
         assert page.locator("#state").inner_text() == "idle"
 
 
-def test_page_says_so_when_the_server_is_unreachable(browser: Any, swap_server: Any) -> None:
+def test_page_says_so_when_the_server_is_unreachable(browser: Any, inverting_server: Any) -> None:
     with page_with_screenshot(browser, "browser-unreachable") as page:
         page.route("**/api/models", lambda route: route.abort("connectionrefused"))
-        page.goto(swap_server.url)
+        page.goto(inverting_server.url)
         page.wait_for_function("document.body.dataset.models === 'failed'", timeout=10_000)
         message = page.locator("#message")
         assert message.is_visible()

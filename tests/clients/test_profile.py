@@ -13,10 +13,10 @@ from clients.webrtc import ServerEndpoint
 
 
 @pytest.mark.slow
-def test_profile_baseline_prints_added_latency_and_writes_report_and_png(swap_server, tmp_path: Path,
+def test_profile_baseline_prints_added_latency_and_writes_report_and_png(inverting_server, tmp_path: Path,
                                                                         capsys) -> None:
     out = tmp_path / "profile"
-    code = profile.main(["--url", swap_server.url, "--baseline", "--seconds", "5", "--size", "320x240",
+    code = profile.main(["--url", inverting_server.url, "--baseline", "--seconds", "5", "--size", "320x240",
                          "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out

@@ -23,10 +23,10 @@ def _probe(path: Path) -> tuple[float, int, tuple[int, int], list[np.ndarray]]:
 
 
 @pytest.mark.slow
-def test_client_round_trips_a_10_second_video_into_a_playable_mp4(swap_server, ten_second_video: Path,
+def test_client_round_trips_a_10_second_video_into_a_playable_mp4(inverting_server, ten_second_video: Path,
                                                                    tmp_path: Path, capsys) -> None:
     output = tmp_path / "swapped.mp4"
-    code = python_client.main(["--url", swap_server.url, "--input", str(ten_second_video), "--output", str(output)])
+    code = python_client.main(["--url", inverting_server.url, "--input", str(ten_second_video), "--output", str(output)])
     assert code == 0
     assert "wrote" in capsys.readouterr().out
     in_duration, in_count, in_size, in_frames = _probe(ten_second_video)
