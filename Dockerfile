@@ -1,0 +1,58 @@
+# swapstream server image: CUDA runtime + cuDNN, the `gpu` extra (onnxruntime-gpu, TensorRT), non-root, models as a volume.
+#
+#   docker build -t swapstream .
+#   docker run --gpus all -p 8080:8080 -v "$PWD/models:/models" swapstream
+#
+# WebRTC media travels over UDP ports that aiortc picks at run time: a browser on the same host reaches the
+# container's bridge address directly; for clients on other machines run with --network host (docs/clients.md).
+FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# Python 3.12 from Ubuntu; libGL and GLib for OpenCV and mediapipe. Versions float with the CUDA base image's
+# Ubuntu release, which is pinned above.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv "$VIRTUAL_ENV"
+
+WORKDIR /opt/swapstream
+COPY pyproject.toml README.md ./
+COPY swapstream ./swapstream
+COPY faces ./faces
+COPY stream_server ./stream_server
+COPY clients ./clients
+COPY training ./training
+COPY export ./export
+
+# The server without PyTorch, plus the gpu extra. onnxruntime (CPU) and onnxruntime-gpu install the same
+# `onnxruntime` module, so the CPU wheel that the base dependencies pull in is removed and the GPU one restored.
+# Versions are the ranges pinned in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install ".[gpu]" \
+    && pip uninstall -y onnxruntime \
+    && pip install --force-reinstall --no-deps "onnxruntime-gpu>=1.18"
+
+# The bundled demo models seed the volume; mount your own exported models folder over /models.
+COPY models/demo /models
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin swapstream \
+    && chown -R swapstream:swapstream /models
+VOLUME ["/models"]
+
+USER 10001:10001
+ENV SWAPSTREAM_MODELS=/models \
+    SWAPSTREAM_HOST=0.0.0.0 \
+    SWAPSTREAM_PORT=8080
+EXPOSE 8080
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+
+ENTRYPOINT ["swapstream", "serve"]
