@@ -92,6 +92,8 @@ class FaceTrainConfig:
     """Steps between reconstruction checks on unwarped faces (eval.csv); 0: at every checkpoint."""
     workers: int = 2
     seed: int = 0
+    max_minutes: float = 0.0
+    """Stop (with a checkpoint) after this much training time; 0: run all --steps."""
     threads: int = 0
     """torch CPU threads; 0 keeps torch's default (one per core). On a busy machine 1 can be much faster."""
     shape: ModelShape = field(default_factory=ModelShape)
@@ -106,6 +108,8 @@ class FaceTrainConfig:
                             ("--checkpoint-every", self.checkpoint_every), ("--workers", self.workers)):
             if value < 1:
                 raise ValueError(f"{flag} must be at least 1, got {value}")
+        if self.max_minutes < 0:
+            raise ValueError(f"--max-minutes must be >= 0, got {self.max_minutes}")
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.eval_every < 0:
@@ -345,7 +349,8 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
     try:
         with catch_stop_signals(stop), stream:
             batches = iter(stream)
-            while step < config.steps and not stop.is_set:
+            deadline = started + config.max_minutes * 60 if config.max_minutes else float("inf")
+            while step < config.steps and not stop.is_set and time.perf_counter() < deadline:
                 batch = next(batches)
                 side_a, side_b = _to_device(batch.a, device), _to_device(batch.b, device)
                 with autocast():
