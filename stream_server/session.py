@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from aiohttp import web
 from aiortc import RTCPeerConnection
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from stream_server.batching import InferenceBatcher
@@ -198,13 +198,23 @@ class Session:
 
     # -- media -----------------------------------------------------------------------------------------------
     def attach_input(self, track: MediaStreamTrack) -> None:
-        """Start reading and processing the peer's video track."""
+        """Start reading and processing the peer's first video track; drain and discard any other track."""
         if self.reader is not None or track.kind != "video":
+            # aiortc queues every decoded frame of every track without bound: an ignored track must still be read.
+            self.spawn(self._discard(track), f"discard-{track.kind}")
             return
         metrics = self.state.metrics
         self.reader = LatestFrameReader(track, on_frame=metrics.frames_in.inc, on_drop=metrics.frames_dropped.inc)
         self.spawn(self._process_loop(), "process")
         self.spawn(self._stats_loop(), "stats")
+
+    @staticmethod
+    async def _discard(track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            pass
 
     async def _process_loop(self) -> None:
         assert self.reader is not None

@@ -107,10 +107,9 @@ async def _start_session(request: web.Request, sdp: str, options: dict[str, Any]
     session = state.registry.create(kind, session_options)  # type: ignore[arg-type]
 
     def on_track(track: Any) -> None:
-        if track.kind != "video":
-            return
+        first_video = track.kind == "video" and session.reader is None
         session.attach_input(track)
-        if kind == "offer":
+        if first_video and kind == "offer":
             session.pc.addTrack(session.broadcaster.subscribe())
 
     session.pc.on("track", on_track)
