@@ -96,6 +96,7 @@ class ModeResult:
     """One mode's figures."""
 
     mode: str
+    jitter_buffer: str
     provider: str
     seconds: float
     frames_sent: int
@@ -118,9 +119,9 @@ def _get(url: str, timeout: float = 5.0) -> str:
         return response.read().decode()
 
 
-def start_server(mode: str, args: argparse.Namespace, port: int) -> subprocess.Popen[str]:
+def start_server(mode: str, args: argparse.Namespace, port: int, jitter_buffer: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "swapstream.cli", "serve", "--pipeline", mode, "--host", "127.0.0.1",
-               "--port", str(port), "--jitter-buffer", args.jitter_buffer, "--detect-every", str(args.detect_every),
+               "--port", str(port), "--jitter-buffer", jitter_buffer, "--detect-every", str(args.detect_every),
                "--max-sessions", "1"]
     if mode == "swap":
         command += ["--models", str(args.models)]
@@ -163,7 +164,8 @@ def parse_stage_means(metrics: str) -> tuple[dict[str, float], float | None]:
     return stages, added
 
 
-async def measure(base_url: str, frames: list[np.ndarray], args: argparse.Namespace) -> tuple[dict[int, float], dict[int, float]]:
+async def measure(base_url: str, frames: list[np.ndarray], args: argparse.Namespace,
+                  jitter_buffer: str) -> tuple[dict[int, float], dict[int, float]]:
     """Stream for args.seconds; returns (sent_at, arrived_at) by frame number."""
     import aiohttp
 
@@ -173,7 +175,7 @@ async def measure(base_url: str, frames: list[np.ndarray], args: argparse.Namesp
     try:
         from stream_server.jitterbuffer import install_on_receiver
 
-        install_on_receiver(transceiver.receiver, args.jitter_buffer)
+        install_on_receiver(transceiver.receiver, jitter_buffer)
     except ImportError:
         logger.warning("stream_server.jitterbuffer missing: the client keeps aiortc's stock jitter buffer")
     arrived_at: dict[int, float] = {}
@@ -212,7 +214,7 @@ async def measure(base_url: str, frames: list[np.ndarray], args: argparse.Namesp
     return dict(source.sent_at), arrived_at
 
 
-def summarise(mode: str, provider: str, sent_at: dict[int, float], arrived_at: dict[int, float],
+def summarise(mode: str, jitter_buffer: str, provider: str, sent_at: dict[int, float], arrived_at: dict[int, float],
               args: argparse.Namespace, metrics: str) -> ModeResult:
     warm = args.warmup * args.fps  # frames sent during warm-up are left out
     last_sent = max(sent_at) if sent_at else 0
@@ -222,7 +224,7 @@ def summarise(mode: str, provider: str, sent_at: dict[int, float], arrived_at: d
     duration = (sent_at[window[-1]] - sent_at[window[0]]) if len(window) > 1 else 1.0
     stages, added = parse_stage_means(metrics)
     return ModeResult(
-        mode=mode, provider=provider, seconds=round(duration, 2), frames_sent=len(window),
+        mode=mode, jitter_buffer=jitter_buffer, provider=provider, seconds=round(duration, 2), frames_sent=len(window),
         frames_received=len(received), fps_out=round(len(received) / duration, 2),
         latency_ms_p50=round(float(np.percentile(latencies, 50)), 1) if len(latencies) else float("nan"),
         latency_ms_p95=round(float(np.percentile(latencies, 95)), 1) if len(latencies) else float("nan"),
@@ -262,6 +264,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detect-every", type=int, default=1, help="server --detect-every (default 1)")
     parser.add_argument("--jitter-buffer", choices=("marker", "stock"), default="marker",
                         help="jitter buffer on the server and this client (default marker)")
+    parser.add_argument("--compare-jitter-buffers", action="store_true",
+                        help="also run echo with the other jitter buffer and print the difference")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if not (args.models / "manifest.json").is_file():
@@ -277,29 +281,34 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aioice").setLevel(logging.WARNING)
     args = parse_args(argv)
     frames = load_frames(args)
+    other = "stock" if args.jitter_buffer == "marker" else "marker"
+    runs = [("echo", args.jitter_buffer), ("swap", args.jitter_buffer)]
+    if args.compare_jitter_buffers:
+        runs.append(("echo", other))
     results: list[ModeResult] = []
-    for mode in ("echo", "swap"):
+    for mode, jitter_buffer in runs:
         port = _free_port()
-        server = start_server(mode, args, port)
+        server = start_server(mode, args, port, jitter_buffer)
         try:
             health = json.loads(_get(f"http://127.0.0.1:{port}/healthz"))
-            logger.info("%s: streaming %.0f s of %dx%d at %.0f fps (provider %s)", mode, args.seconds,
-                        *args.size, args.fps, health["provider"])
-            sent_at, arrived_at = asyncio.run(measure(f"http://127.0.0.1:{port}/", frames, args))
+            logger.info("%s (%s jitter buffer): streaming %.0f s of %dx%d at %.0f fps (provider %s)", mode,
+                        jitter_buffer, args.seconds, *args.size, args.fps, health["provider"])
+            sent_at, arrived_at = asyncio.run(measure(f"http://127.0.0.1:{port}/", frames, args, jitter_buffer))
             metrics = _get(f"http://127.0.0.1:{port}/metrics")
         finally:
             stop_server(server)
-        results.append(summarise(mode, health["provider"], sent_at, arrived_at, args, metrics))
+        results.append(summarise(mode, jitter_buffer, health["provider"], sent_at, arrived_at, args, metrics))
 
-    echo, swap = results
+    echo, swap = results[0], results[1]
     print(f"\nstream latency, {args.size[0]}x{args.size[1]} @ {args.fps:g} fps in, {args.seconds:g} s per mode, "
-          f"jitter buffer {args.jitter_buffer}, detect every {args.detect_every}")
-    print(f"{'mode':<6} {'provider':<22} {'sent':>5} {'back':>5} {'fps out':>8} {'p50 ms':>7} {'p95 ms':>7}  "
-          "server stage means (ms)")
+          f"detect every {args.detect_every}")
+    print(f"{'mode':<6} {'jitter':<7} {'provider':<22} {'sent':>5} {'back':>5} {'fps out':>8} {'p50 ms':>7} "
+          f"{'p95 ms':>7}  server stage means (ms)")
     for r in results:
         stages = " ".join(f"{k}={v}" for k, v in r.server_stage_ms.items())
-        print(f"{r.mode:<6} {r.provider:<22} {r.frames_sent:>5} {r.frames_received:>5} {r.fps_out:>8.2f} "
-              f"{r.latency_ms_p50:>7.1f} {r.latency_ms_p95:>7.1f}  {stages} (server added {r.server_added_ms_mean})")
+        print(f"{r.mode:<6} {r.jitter_buffer:<7} {r.provider:<22} {r.frames_sent:>5} {r.frames_received:>5} "
+              f"{r.fps_out:>8.2f} {r.latency_ms_p50:>7.1f} {r.latency_ms_p95:>7.1f}  {stages} "
+              f"(server added {r.server_added_ms_mean})")
     added_p50 = swap.latency_ms_p50 - echo.latency_ms_p50
     added_p95 = swap.latency_ms_p95 - echo.latency_ms_p95
     ratio = swap.fps_out / echo.fps_out if echo.fps_out else float("nan")
@@ -307,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
           f"fps ratio swap/echo {ratio:.3f}")
     print(f"targets: fps ratio >= 0.9: {'met' if ratio >= 0.9 else 'MISSED'}; "
           f"added p50 <= 30 ms: {'met' if added_p50 <= 30 else 'MISSED'}")
+    if args.compare_jitter_buffers:
+        marker, stock = (echo, results[2]) if args.jitter_buffer == "marker" else (results[2], echo)
+        print(f"echo round trip p50: marker {marker.latency_ms_p50:.1f} ms, stock {stock.latency_ms_p50:.1f} ms "
+              f"({stock.latency_ms_p50 - marker.latency_ms_p50:+.1f} ms for marker)")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                          "modes": [asdict(r) for r in results],
