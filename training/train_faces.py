@@ -180,12 +180,42 @@ def catch_stop_signals(flag: StopFlag) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _autocast(device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
+def autocast_for(device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
+    """AMP on CUDA (bf16 where supported, else fp16 with a grad scaler); plain fp32 elsewhere."""
     if device.type != "cuda":
         return nullcontext, None
     if torch.cuda.is_bf16_supported():
         return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
     return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+
+
+def training_step(
+    model: SwapAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    side_a: SideBatch,
+    side_b: SideBatch,
+    weights: LossWeights,
+    autocast: Callable[[], Any] = nullcontext,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One optimiser step on both identities: one shared encoder pass, each half through its own decoder."""
+    batch = side_a.input.shape[0]
+    with autocast():
+        code = model.encode(torch.cat([side_a.input, side_b.input]))
+        rgb_a, mask_a = model.decode(code[:batch], "a")
+        rgb_b, mask_b = model.decode(code[batch:], "b")
+    terms_a = face_losses(rgb_a, mask_a, side_a.target, side_a.mask, side_a.features, weights)
+    terms_b = face_losses(rgb_b, mask_b, side_b.target, side_b.mask, side_b.features, weights)
+    loss = terms_a["total"] + terms_b["total"]
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return terms_a, terms_b
 
 
 def _to_device(side: SideBatch, device: torch.device) -> SideBatch:
@@ -300,7 +330,7 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
     log.info("swap model %s: %s", model_config, describe_parameters(model))
     (out / "model_config.json").write_text(json.dumps(model_config, indent=2))
 
-    autocast, scaler = _autocast(device)
+    autocast, scaler = autocast_for(device)
     keep = start_step if config.resume else None
     loss_log = _CsvLog(out / LOSSES_CSV, _LOSS_COLUMNS, keep)
     eval_log = _CsvLog(out / EVAL_CSV, EVAL_COLUMNS, keep)
@@ -353,22 +383,7 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
             while step < config.steps and not stop.is_set and time.perf_counter() < deadline:
                 batch = next(batches)
                 side_a, side_b = _to_device(batch.a, device), _to_device(batch.b, device)
-                with autocast():
-                    code = model.encode(torch.cat([side_a.input, side_b.input]))
-                    code_a, code_b = code[: config.batch], code[config.batch :]
-                    rgb_a, mask_a = model.decode(code_a, "a")
-                    rgb_b, mask_b = model.decode(code_b, "b")
-                terms_a = face_losses(rgb_a, mask_a, side_a.target, side_a.mask, side_a.features, config.loss)
-                terms_b = face_losses(rgb_b, mask_b, side_b.target, side_b.mask, side_b.features, config.loss)
-                loss = terms_a["total"] + terms_b["total"]
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                terms_a, terms_b = training_step(model, optimizer, side_a, side_b, config.loss, autocast, scaler)
                 step += 1
                 elapsed = time.perf_counter() - started
                 images_per_s = 2 * config.batch * (step - start_step) / max(elapsed, 1e-9)
