@@ -21,6 +21,8 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=5000, help="total training steps (default 5000)")
     p.add_argument("--batch", type=int, default=16, help="faces per identity per step (default 16)")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
+    p.add_argument("--lr-final", type=float, default=1.0,
+                   help="cosine-decay the learning rate to lr x this at the last step (default 1.0: constant)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.safetensors")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop with a checkpoint after this many minutes of training (0: run all --steps)")
@@ -72,7 +74,7 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     try:
         config = FaceTrainConfig(
             faces_a=args.a, faces_b=args.b, out=args.out, size=args.size, steps=args.steps, batch=args.batch,
-            lr=args.lr, resume=args.resume, device=args.device, preview_every=args.preview_every,
+            lr=args.lr, lr_final=args.lr_final, resume=args.resume, device=args.device, preview_every=args.preview_every,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, workers=args.workers,
             threads=args.threads, seed=args.seed, max_minutes=args.max_minutes,
             shape=ModelShape(encoder_channels=args.encoder_channels, bottleneck=args.bottleneck,

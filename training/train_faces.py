@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -84,6 +85,8 @@ class FaceTrainConfig:
     steps: int = 5000
     batch: int = 16
     lr: float = 5e-4
+    lr_final: float = 1.0
+    """The learning rate falls along a cosine to lr * lr_final at the last step (default 1.0: constant)."""
     resume: bool = False
     device: DeviceChoice = "auto"
     preview_every: int = 500
@@ -116,6 +119,8 @@ class FaceTrainConfig:
             raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr_final <= 1:
+            raise ValueError(f"--lr-final must be in (0, 1], got {self.lr_final}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -143,6 +148,12 @@ class TrainResult:
     stop_signal: int | None
     images_per_s: float
     last_losses: dict[str, float]
+
+
+def learning_rate(config: FaceTrainConfig, step: int) -> float:
+    """Cosine decay from lr to lr * lr_final over --steps; a function of the step, so resume needs no state."""
+    progress = min(step / config.steps, 1.0)
+    return config.lr * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def resolve_device(choice: DeviceChoice) -> torch.device:
@@ -296,6 +307,9 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = checkpoint_path(out)
+    for stale in out.glob(f".{ckpt_path.name}.*.tmp"):  # left by a run killed while writing
+        log.info("removing unfinished checkpoint write %s", stale)
+        stale.unlink(missing_ok=True)
 
     torch.manual_seed(config.seed)
     model_config = config.shape.model_config(config.size)
@@ -383,6 +397,8 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
             while step < config.steps and not stop.is_set and time.perf_counter() < deadline:
                 batch = next(batches)
                 side_a, side_b = _to_device(batch.a, device), _to_device(batch.b, device)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config, step)
                 terms_a, terms_b = training_step(model, optimizer, side_a, side_b, config.loss, autocast, scaler)
                 step += 1
                 elapsed = time.perf_counter() - started

@@ -17,11 +17,8 @@ def test_swap_model_outputs_faces_and_masks_in_range(size: int) -> None:
     torch.manual_seed(0)
     model = SwapAutoencoder(**ModelShape(**SMALL).model_config(size)).eval()
     x = torch.rand(2, 3, size, size)
-    torch.set_grad_enabled(False)
-    try:
+    with torch.no_grad():
         _check_outputs(model, x)
-    finally:
-        torch.set_grad_enabled(True)
 
 
 def _check_outputs(model: SwapAutoencoder, x: torch.Tensor) -> None:

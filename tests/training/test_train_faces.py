@@ -30,7 +30,7 @@ MICRO_FLAGS = ["--encoder-channels", "8", "--bottleneck", "32", "--code-channels
 def _micro_config(sets: SyntheticFaceSets, out: Path, steps: int, **overrides: object) -> FaceTrainConfig:
     base = FaceTrainConfig(faces_a=sets.a, faces_b=sets.b, out=out, size=FACE_SIZE, steps=steps, batch=2,
                            device="cpu", preview_every=1000, checkpoint_every=3, workers=1, threads=1, seed=5,
-                           shape=MICRO, progress=False)
+                           shape=MICRO, lr_final=1.0, progress=False)
     return replace(base, **overrides)
 
 
