@@ -13,7 +13,7 @@ import pytest
 from stream_server.api import softmax
 from tests.fixtures.server import RunningServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(600)  # the first user of swap_server may train the tiny model
 
 
 async def _get(url: str) -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 from tests.fixtures.server import Clip, RunningServer, start_server
 from tests.stream_server.peer import open_offer_peer, post_sdp, wait_for
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(600)  # the first user of swap_server may train the tiny model
 
 TOKEN = "s3cret-token"
 BODY_LIMIT = 16 * 1024

@@ -22,8 +22,11 @@ from tests.stream_server.peer import (
 
 pytestmark = pytest.mark.timeout(600)  # the first user of swap_server may train the tiny model
 
-# VP8 at aiortc's default bitrate on 320x240: measured mean absolute error 1-3 grey levels per pixel.
+# VP8 at aiortc's default bitrate on 320x240: measured mean absolute error 2.6-2.8 grey levels per pixel outside
+# the face, 3.8-4.5 inside it (echo).
 CODEC_ERROR = 4.5
+# The export fixture's tiny trained a2b model (A -> B, colour-matched by rct): measured 16-20 inside the face.
+SWAPPED_FACE_ERROR = 10.0
 SKIP_FIRST = 3  # the first frames are the encoder's ramp-up
 
 
@@ -46,7 +49,6 @@ def face_region_errors(clip: Clip, source: NumberedVideoTrack, received: Receive
             outside[my0:my1, mx0:mx1] = False
         inside_errors.append(float(diff[inside].mean()))
         outside_errors.append(float(diff[outside].mean()))
-    print("CALIB inside", [round(v, 1) for v in inside_errors], "outside", [round(v, 1) for v in outside_errors])
     return inside_errors, outside_errors, len(indices)
 
 
@@ -61,7 +63,7 @@ async def test_offer_swaps_the_face_and_leaves_the_rest(swap_server: RunningServ
         await peer.close()
     inside, outside, n = face_region_errors(server_clip, peer.source, peer.received, exclude_mark=True)
     assert n >= 8
-    assert statistics.median(inside) > 15, f"face region unchanged: errors {inside}"
+    assert statistics.median(inside) > SWAPPED_FACE_ERROR, f"face region unchanged: errors {inside}"
     assert statistics.median(outside) < CODEC_ERROR, f"background changed beyond codec error: {outside}"
     # The disclosure mark is drawn bottom-right; the top-left code corner is untouched (codes decoded in order).
     height, width = server_clip.frames[0].shape[:2]
@@ -98,7 +100,7 @@ async def test_whip_in_whep_out(swap_server: RunningServer, server_clip: Clip) -
             f"the WHEP viewer got {viewer.received.count} frames"
         inside, outside, n = face_region_errors(server_clip, publisher.source, viewer.received, exclude_mark=True)
         assert n >= 6
-        assert statistics.median(inside) > 15, f"face region unchanged: {inside}"
+        assert statistics.median(inside) > SWAPPED_FACE_ERROR, f"face region unchanged: {inside}"
         assert statistics.median(outside) < CODEC_ERROR, f"background changed: {outside}"
     finally:
         assert await viewer.close(swap_server.url) == 200
@@ -131,7 +133,7 @@ async def test_control_channel_options_apply_from_the_next_frame(swap_server: Ru
         inside, _ = server_clip.face_masks(index, shrink=6, grow=12)
         return float(_abs_diff(peer.received.frames[index], peer.source.frame_for(index))[inside].mean())
 
-    assert statistics.median(inside_error(i) for i in early) > 15
+    assert statistics.median(inside_error(i) for i in early) > SWAPPED_FACE_ERROR
     assert statistics.median(inside_error(i) for i in late) < CODEC_ERROR
 
 
@@ -152,7 +154,7 @@ async def test_four_concurrent_peers_are_all_served(swap_server: RunningServer, 
         errors = face_region_errors(server_clip, peer.source,
                                     Received(frames={i: peer.received.frames[i] for i in indices}),
                                     exclude_mark=True)
-        assert statistics.median(errors[0]) > 15
+        assert statistics.median(errors[0]) > SWAPPED_FACE_ERROR
     assert await wait_for(lambda: len(swap_server.state.registry) == 0, 15)
 
 
