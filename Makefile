@@ -44,9 +44,25 @@ demo: $(VENV)/.installed-serve
 test: $(VENV)/.installed-dev browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Reproducible recipe for the bundled demo models (see docs/demo-model.md).
+# Reproducible recipe for the bundled demo models, using only the project's own commands and data that ships
+# (synthetic identities + scikit-image's real face photos). See docs/demo-model.md.
+DEMO_WORK   ?= build/demo-model
+DEMO_FRAMES ?= 900
+DEMO_STEPS  ?= 6000
+DEMO_TRAIN_FLAGS ?= --size 64 --batch 16 --steps $(DEMO_STEPS) --checkpoint-every 500 --preview-every 1000
+SW := $(VENV)/bin/swapstream
 demo-model: $(VENV)/.installed-dev
-	$(PY) -m training.demo_recipe --out models/demo --work build/demo-model
+	$(SW) synth --identity a --frames $(DEMO_FRAMES) --seed 11 --out $(DEMO_WORK)/a.mp4
+	$(SW) synth --identity b --frames $(DEMO_FRAMES) --seed 12 --out $(DEMO_WORK)/b.mp4
+	$(PY) -m training.real_photos --out $(DEMO_WORK)/real-photos
+	$(SW) extract $(DEMO_WORK)/a.mp4 $(DEMO_WORK)/real-photos --out $(DEMO_WORK)/faces-a --size 64
+	$(SW) extract $(DEMO_WORK)/b.mp4 --out $(DEMO_WORK)/faces-b --size 64
+	$(SW) train faces --a $(DEMO_WORK)/faces-a --b $(DEMO_WORK)/faces-b --out $(DEMO_WORK)/run-faces $(DEMO_TRAIN_FLAGS) \
+	  $$([ -f $(DEMO_WORK)/run-faces/checkpoint.safetensors ] && echo --resume)
+	$(SW) train digits --arch cnn --out $(DEMO_WORK)/run-digits
+	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-faces $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
+	rm -rf models/demo && cp -r $(DEMO_WORK)/models models/demo
+	cp $(DEMO_WORK)/run-faces/preview*.png models/demo/ 2>/dev/null || true
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/train_speed.py
