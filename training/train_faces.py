@@ -323,6 +323,9 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
             raise CheckpointError(
                 f"checkpoint {ckpt_path} is for {checkpoint.model_config.get('face_size')} px faces, not --size {config.size}"
             )
+        if checkpoint.model_config != model_config:
+            log.warning("--resume: using the checkpoint's model shape %s; the shape flags given are ignored",
+                        checkpoint.model_config)
         model_config = checkpoint.model_config
         start_step = checkpoint.step
     elif ckpt_path.exists():
