@@ -1,13 +1,12 @@
 """Real inputs for the parity checks: data that ships in installed packages, prepared as the server prepares it.
 
 Faces: the astronaut photograph of scikit-image (Eileen Collins, public domain), aligned with
-`faces.align.align_face` exactly as the live pipeline crops faces. Digits: scikit-learn's handwritten digits,
-scaled from 8x8 to 16x16 in the model's convention (ink bright on dark, values in [0,1]).
+`faces.align.align_face` exactly as the live pipeline crops faces. Digits: scikit-learn's handwritten digits from
+the trainer's held-out split, 16x16 in the model's convention (ink bright on dark, values in [0,1]).
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from faces.align import align_face
@@ -39,9 +38,7 @@ def real_face_batch(face_size: int) -> np.ndarray:
 
 
 def real_digit_batch(count: int = 64) -> np.ndarray:
-    """The first `count` scikit-learn digits as float32 N x 256 (16x16 row-major, ink 1.0 on dark 0.0)."""
-    from sklearn.datasets import load_digits
+    """`count` held-out scikit-learn digits, prepared by the trainer's own loader: float32 N x 256 in [0,1]."""
+    from training.digits import default_digits
 
-    images = load_digits().images[:count].astype(np.float32) / 16.0
-    resized = [cv2.resize(image, (16, 16), interpolation=cv2.INTER_LINEAR) for image in images]
-    return np.clip(np.stack(resized), 0.0, 1.0).reshape(len(resized), 256).astype(np.float32)
+    return np.ascontiguousarray(default_digits().x_test[:count], dtype=np.float32)
