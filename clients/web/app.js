@@ -3,6 +3,7 @@ import { getJSON, ServerError } from "./api.js";
 import { setupDigitsPad } from "./digits.js";
 import { show, summarizeStats } from "./stats.js";
 import { StreamSession } from "./stream.js";
+import { watchSession } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -170,6 +171,7 @@ async function start() {
     return;
   }
   ui.stop.disabled = false;
+  document.body.dataset.session = session.sessionId;
   statsTimer = setInterval(pollStats, 1000);
 }
 
@@ -209,17 +211,27 @@ $("tab-stream").addEventListener("click", () => selectTab("stream"));
 $("tab-digits").addEventListener("click", () => selectTab("digits"));
 window.addEventListener("beforeunload", stop);
 
-setupDigitsPad({
-  pad: $("pad"),
-  preview: $("preview"),
-  clearButton: $("clear"),
-  classifyButton: $("classify"),
-  list: $("top3"),
-  onError: showMessage,
-});
-if (!navigator.mediaDevices?.getUserMedia) {
-  showMessage("This browser gives the page no camera access: open it over https:// or from localhost.");
-  ui.start.disabled = true;
+const watchId = new URLSearchParams(window.location.search).get("watch");
+if (watchId) {
+  // Watch mode: only the swapped stream, filling the window (an OBS browser source shows exactly this).
+  document.body.classList.add("watch");
+  ui.remote.controls = false;
+  watchSession(watchId, ui.remote)
+    .then(() => setState("watching"))
+    .catch((err) => showMessage(err.message));
+} else {
+  setupDigitsPad({
+    pad: $("pad"),
+    preview: $("preview"),
+    clearButton: $("clear"),
+    classifyButton: $("classify"),
+    list: $("top3"),
+    onError: showMessage,
+  });
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showMessage("This browser gives the page no camera access: open it over https:// or from localhost.");
+    ui.start.disabled = true;
+  }
+  listCameras().catch(() => {});
+  loadModels();
 }
-listCameras().catch(() => {});
-loadModels();

@@ -70,18 +70,25 @@ def _has_digits_model(models_dir: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
-def digits_server(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A server whose digit model is trained: the bundled demo models, else the export tests' tiny trained runs."""
+def trained_digits_models(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A models folder with a trained digit model: the bundled demo models if they have one, else the training
+    tests' tiny digit run exported on its own (seconds; no face training needed)."""
+    if _has_digits_model(DEMO_MODELS):
+        return DEMO_MODELS
+    from export.cli import main as export_main
+
+    digits_run = request.getfixturevalue("tiny_digits_run")
+    out = tmp_path_factory.mktemp("digits_models") / "models"
+    assert export_main([str(digits_run), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_server(trained_digits_models: Path) -> Iterator[Any]:
+    """An echo server that serves a trained digit model for /api/digits."""
     from tests.fixtures.server import start_server
 
-    if _has_digits_model(DEMO_MODELS):
-        models_dir = DEMO_MODELS
-    else:
-        try:
-            models_dir = request.getfixturevalue("exported_models")
-        except pytest.FixtureLookupError as exc:
-            pytest.skip(f"no trained digit model: models/demo has none and the exported_models fixture is missing ({exc.argname})")
-    server = start_server(pipeline="echo", models_dir=Path(models_dir))
+    server = start_server(pipeline="echo", models_dir=trained_digits_models)
     yield server
     server.stop()
 

@@ -127,6 +127,16 @@ def test_page_streams_the_camera_and_shows_a_swapped_face(browser: Any, invertin
         # Live stats: the server's DataChannel reports stage times, getStats gives the received fps.
         page.wait_for_function("document.querySelectorAll('#stages tr').length > 0", timeout=10_000)
         assert page.locator("#stat-fps-in").inner_text() != "\u2013"
+        # Watch mode (?watch=SESSION, what an OBS browser source shows): the same session through WHEP.
+        session_id = page.evaluate("document.body.dataset.session")
+        viewer = browser.new_page()
+        try:
+            viewer.goto(f"{inverting_server.url}?watch={session_id}")
+            viewer.wait_for_function(
+                "(() => { const v = document.getElementById('remote'); return v.videoWidth > 0 && v.currentTime > 0.5; })()",
+                timeout=20_000)
+        finally:
+            viewer.close()
         page.click("#stop")
         assert page.locator("#state").inner_text() == "idle"
 

@@ -75,7 +75,7 @@ def test_code_survives_real_vp8_at_webrtc_bitrates(bitrate: int) -> None:
     rng = np.random.default_rng(bitrate)
     encoder, decoder = Vp8Encoder(), Vp8Decoder()
     encoder.target_bitrate = bitrate
-    n_frames, read_ok, wrong = 60, 0, 0
+    n_frames, read_ok, wrong = 40, 0, 0
     for index in range(n_frames):
         number = 65500 + index  # crosses the 16-bit wrap
         frame = av.VideoFrame.from_ndarray(framecode.stamp(_busy_frame(rng, index), number), format="rgb24")

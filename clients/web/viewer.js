@@ -1,0 +1,38 @@
+// Watch mode (?watch=SESSION): plays a session's swapped stream through WHEP, full window, for OBS browser sources.
+import { authHeaders, ServerError } from "./api.js";
+
+function gatheringComplete(pc, timeoutMs = 5000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+    });
+  });
+}
+
+/** Receive session `sessionId` through POST whep/<id> into `video`; returns the peer connection. */
+export async function watchSession(sessionId, video) {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (event) => { video.srcObject = event.streams[0] || new MediaStream([event.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await gatheringComplete(pc);
+  let response;
+  try {
+    response = await fetch(`whep/${encodeURIComponent(sessionId)}`, {
+      method: "POST",
+      headers: authHeaders({ "Content-Type": "application/sdp" }),
+      body: pc.localDescription.sdp,
+    });
+  } catch (err) {
+    pc.close();
+    throw new ServerError(`The server is unreachable: ${err.message}`);
+  }
+  if (response.status !== 201) {
+    pc.close();
+    throw new ServerError(`WHEP watch of session ${sessionId} failed (${response.status}): ${await response.text()}`);
+  }
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  return pc;
+}
