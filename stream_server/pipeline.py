@@ -171,9 +171,22 @@ class FramePipeline:
                                         self._smoother_factory())
         return self._tracker.faces(frame_rgb, timestamp_s)
 
-    def process(self, frame_rgb: np.ndarray, options: SessionOptions,
-                timestamp_s: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
-        """Swap every face (up to the maximum) in an RGB uint8 frame; returns the new frame and stage times in ms.
+    def swap_enabled(self, options: SessionOptions) -> bool:
+        """Whether the swap stage runs for these options (echo pipeline and swap=False skip it)."""
+        return self._settings.mode == "swap" and options.swap and self._infer is not None
+
+    def locate(self, frame_rgb: np.ndarray, options: SessionOptions,
+               timestamp_s: float | None = None) -> tuple[list[Any], dict[str, float]]:
+        """Stage 1, sequential per session: this frame's faces (detected or tracked) and the detect time in ms."""
+        if not (self.swap_enabled(options) or options.boxes):
+            return [], {}
+        t0 = time.perf_counter()
+        faces = self._faces(frame_rgb, time.monotonic() if timestamp_s is None else timestamp_s)
+        return faces, {"detect": (time.perf_counter() - t0) * 1000}
+
+    def render(self, frame_rgb: np.ndarray, faces: list[Any],
+               options: SessionOptions) -> tuple[np.ndarray, dict[str, float]]:
+        """Stage 2, no tracking state: align, infer, colour-match and blend each face, then boxes and the mark.
 
         May draw on `frame_rgb` in place (the server hands it a freshly decoded array).
         """
@@ -184,13 +197,7 @@ class FramePipeline:
         frame = np.ascontiguousarray(frame_rgb)
         corner_w, corner_h = RESERVED_CORNER
         corner = frame[:corner_h, :corner_w].copy()
-        swap_on = self._settings.mode == "swap" and options.swap and self._infer is not None
-        faces: list[Any] = []
-        if swap_on or options.boxes:
-            t0 = time.perf_counter()
-            faces = self._faces(frame, time.monotonic() if timestamp_s is None else timestamp_s)
-            stage_ms["detect"] = (time.perf_counter() - t0) * 1000
-        if swap_on and faces:
+        if self.swap_enabled(options) and faces:
             model = self._catalog.resolve(options.model)
             t0 = time.perf_counter()
             aligned = [align_face(frame, face, model.face_size) for face in faces]
@@ -220,8 +227,15 @@ class FramePipeline:
         if self._settings.disclosure_mark:
             draw_disclosure_mark(frame)
         frame[:corner_h, :corner_w] = corner
-        self.last_face_count = len(faces) if swap_on else 0
         return frame, stage_ms
+
+    def process(self, frame_rgb: np.ndarray, options: SessionOptions,
+                timestamp_s: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """Swap every face (up to the maximum) in an RGB uint8 frame; returns the new frame and stage times in ms."""
+        faces, located_ms = self.locate(frame_rgb, options, timestamp_s)
+        frame, rendered_ms = self.render(frame_rgb, faces, options)
+        self.last_face_count = len(faces) if self.swap_enabled(options) else 0
+        return frame, {**located_ms, **rendered_ms}
 
 
 def _blend_face(frame: np.ndarray, face: Any, crop: Any, rgb: np.ndarray, model_mask: np.ndarray | None,

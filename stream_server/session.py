@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from aiohttp import web
@@ -104,6 +104,50 @@ class _RollingStats:
         return result
 
 
+@dataclass
+class _Located:
+    """A frame after stage 1: its decoded pixels, its faces, and the options it is processed with."""
+
+    timed: TimedFrame
+    rgb: np.ndarray
+    faces: list[Any]
+    stage_ms: dict[str, float]
+    options: SessionOptions
+
+
+T = TypeVar("T")
+
+
+class _NewestSlot(Generic[T]):
+    """A one-item hand-over between two tasks: a new item replaces one not yet taken (on_replace counts it)."""
+
+    def __init__(self, on_replace: Callable[[], None]) -> None:
+        self._item: T | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._on_replace = on_replace
+
+    def put(self, item: T) -> None:
+        if self._item is not None:
+            self._on_replace()
+        self._item = item
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def get(self) -> T | None:
+        """The newest item, waiting for one; None once closed and empty."""
+        while self._item is None:
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        item, self._item = self._item, None
+        return item
+
+
 class Session:
     """One ingesting peer and everything it started."""
 
@@ -126,7 +170,8 @@ class Session:
         self._stats = _RollingStats()
         self._errors_logged = 0
         self._closing: asyncio.Task[None] | None = None
-        self._inflight: Future[Any] | None = None
+        self._inflight_locate: Future[Any] | None = None
+        self._inflight_render: Future[Any] | None = None
         self._pipeline_future: Future[FramePipeline] | None = None
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
@@ -184,7 +229,7 @@ class Session:
         if self.state.batcher is not None:
             self.state.batcher.unregister(self.id)
         # A frame may still be in a worker thread; the detector must outlive it.
-        for pending in (self._inflight, self._pipeline_future):
+        for pending in (self._inflight_locate, self._inflight_render, self._pipeline_future):
             while pending is not None and not pending.done():
                 await asyncio.sleep(0.005)
         pipeline = self.pipeline
@@ -229,14 +274,31 @@ class Session:
             return
         if self.state.batcher is not None:
             self.state.batcher.register(self.id)
+        # Two stages in two worker threads: while frame N is swapped and blended, frame N+1 is already being
+        # detected, so a frame rarely waits for the previous one. The hand-over holds only the newest frame.
+        located = _NewestSlot[_Located](on_replace=self._count_drop)
+        render_task = self.spawn(self._render_loop(located), "render")
         while True:
             timed = await self.reader.next_frame()
             if timed is None:
                 break
             options = self.options
-            self._inflight = executor.submit(self._process, timed.frame, options)
+            self._inflight_locate = executor.submit(self._locate, timed, options)
             try:
-                out, stage_ms, faces = await asyncio.wrap_future(self._inflight)
+                located.put(await asyncio.wrap_future(self._inflight_locate))
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not end the session
+                self._report_error(exc)
+        located.close()
+        await render_task
+        logger.info("session %s: incoming video ended", self.id[:8])
+        self.close_soon()
+
+    async def _render_loop(self, located: _NewestSlot[_Located]) -> None:
+        executor = self.state.executor
+        while (item := await located.get()) is not None:
+            self._inflight_render = executor.submit(self._render, item)
+            try:
+                out, stage_ms, faces = await asyncio.wrap_future(self._inflight_render)
             except Exception as exc:  # noqa: BLE001 - one bad frame must not end the session
                 self._report_error(exc)
                 continue
@@ -245,19 +307,28 @@ class Session:
             self.state.metrics.faces.inc(faces)
             self._stats.add_stages(stage_ms)
             self._stats.faces = faces
-            self.broadcaster.publish(TimedFrame(out, timed.received_at))
-        logger.info("session %s: incoming video ended", self.id[:8])
-        self.close_soon()
+            self.broadcaster.publish(TimedFrame(out, item.timed.received_at))
 
-    def _process(self, frame: VideoFrame, options: SessionOptions) -> tuple[VideoFrame, dict[str, float], int]:
-        """Runs in a worker thread: decode to RGB, run the pipeline, wrap the result with the input's timing."""
+    def _count_drop(self) -> None:
+        self.state.metrics.frames_dropped.inc()
+
+    def _locate(self, timed: TimedFrame, options: SessionOptions) -> _Located:
+        """Worker thread, stage 1: decode to RGB and find the faces (the tracking state lives here)."""
         assert self.pipeline is not None
+        frame = timed.frame
         rgb = frame.to_ndarray(format="rgb24")
         timestamp = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-        processed, stage_ms = self.pipeline.process(rgb, options, timestamp)
+        faces, stage_ms = self.pipeline.locate(rgb, options, timestamp)
+        return _Located(timed, rgb, faces, stage_ms, options)
+
+    def _render(self, item: _Located) -> tuple[VideoFrame, dict[str, float], int]:
+        """Worker thread, stage 2: swap and blend, then wrap the result with the input frame's timing."""
+        assert self.pipeline is not None
+        processed, stage_ms = self.pipeline.render(item.rgb, item.faces, item.options)
         out = VideoFrame.from_ndarray(np.ascontiguousarray(processed), format="rgb24")
-        out.pts, out.time_base = frame.pts, frame.time_base
-        return out, stage_ms, self.pipeline.last_face_count
+        out.pts, out.time_base = item.timed.frame.pts, item.timed.frame.time_base
+        faces = len(item.faces) if self.pipeline.swap_enabled(item.options) else 0
+        return out, {**item.stage_ms, **stage_ms}, faces
 
     def _report_error(self, exc: Exception) -> None:
         self._errors_logged += 1
