@@ -1,7 +1,8 @@
 """The per-session frame pipeline: detect/track -> align -> infer (batched) -> colour transfer + blend -> mark.
 
-`FramePipeline.process(frame_rgb, options) -> (frame, stage_ms)` runs in a worker thread, never on the event
-loop. Echo is the same pipeline with the swap stage off. The top-left 200x24 px (the profiler's frame-number
+`FramePipeline.process(frame_rgb, options) -> (frame, stage_ms)` runs in worker threads, never on the event
+loop; the server calls its two halves, `locate` (faces: tracking state) and `render` (everything else), in two
+threads so consecutive frames overlap. The detector itself runs beside them in its own thread (FaceTracker). Echo is the same pipeline with the swap stage off. The top-left 200x24 px (the profiler's frame-number
 code) is restored from the input after every drawing step, so the server never changes it.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -93,7 +95,13 @@ class PipelineSettings:
 
 
 class FaceTracker:
-    """Detects faces every N frames, follows them in between with optical flow, and smooths their landmarks."""
+    """Finds faces with a detector running beside the frame path, and follows them with optical flow.
+
+    The first frame waits for a detection; after that every frame's faces come from pyramidal Lucas-Kanade
+    tracking (~2 ms) while the detector (~20-30 ms with the mesh) re-detects in its own thread, started every
+    `detect_every` frames whenever it is idle. A finished detection is carried forward from the frame it saw to
+    the current one by the same tracking, so detection is off the per-frame latency path.
+    """
 
     def __init__(self, detector: Any, detect_every: int, max_faces: int, smoother: Any) -> None:
         self._detector = detector
@@ -101,22 +109,55 @@ class FaceTracker:
         self._max_faces = max_faces
         self._smoother = smoother
         self._faces: list[Any] = []
-        self._frame_index = 0
         self._prev_gray: np.ndarray | None = None
+        self._since_detect = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swapstream-detect")
+        self._pending: Future[list[Any]] | None = None
+        self._pending_gray: np.ndarray | None = None
+        self.detections = 0
+
+    def close(self) -> None:
+        """Wait for a detection in flight and stop the detector thread."""
+        self._pool.shutdown(wait=True)
+
+    def _detect(self, frame_rgb: np.ndarray) -> list[Any]:
+        self.detections += 1
+        return list(self._detector.detect(frame_rgb))[: self._max_faces]
 
     def faces(self, frame_rgb: np.ndarray, timestamp_s: float) -> list[Any]:
         """This frame's faces (highest score first, at most max_faces), landmarks smoothed over time."""
-        gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY) if self._detect_every > 1 else None
-        detect_now = self._frame_index % self._detect_every == 0 or not self._faces or self._prev_gray is None
-        self._frame_index += 1
-        if detect_now:
-            self._faces = list(self._detector.detect(frame_rgb))[: self._max_faces]
+        gray = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
+        if self._prev_gray is None:
+            self._faces = self._detect(frame_rgb)  # nothing to track from yet
+        elif self._pending is not None and self._pending.done():
+            pending, base_gray = self._pending, self._pending_gray
+            self._pending = self._pending_gray = None
+            try:
+                detected = pending.result()
+            except Exception as exc:  # noqa: BLE001 - keep tracking what we have; the next detection may work
+                logger.warning("face detection failed: %s", exc)
+                detected = None
+            if detected is not None:
+                assert base_gray is not None
+                self._faces = self._follow_all(detected, base_gray, gray)
+            else:
+                self._faces = self._follow_all(self._faces, self._prev_gray, gray)
         else:
-            assert gray is not None and self._prev_gray is not None
-            followed = (self._follow(face, self._prev_gray, gray) for face in self._faces)
-            self._faces = [face for face in followed if face is not None]
+            self._faces = self._follow_all(self._faces, self._prev_gray, gray)
+        self._since_detect += 1
+        if self._pending is None and (self._since_detect >= self._detect_every or not self._faces):
+            # A copy: the render stage draws on this frame while the detector reads it.
+            self._pending = self._pool.submit(self._detect, frame_rgb.copy())
+            self._pending_gray = gray
+            self._since_detect = 0
         self._prev_gray = gray
         return [face for _, face in self._smoother.smooth_faces(self._faces, timestamp_s)]
+
+    def _follow_all(self, faces: list[Any], from_gray: np.ndarray, to_gray: np.ndarray) -> list[Any]:
+        if from_gray is to_gray:
+            return list(faces)
+        followed = (self._follow(face, from_gray, to_gray) for face in faces)
+        return [face for face in followed if face is not None]
 
     @staticmethod
     def _follow(face: Any, prev_gray: np.ndarray, gray: np.ndarray) -> Any | None:
@@ -158,7 +199,9 @@ class FramePipeline:
         self.last_face_count = 0
 
     def close(self) -> None:
-        """Free the detector (mediapipe graphs hold native memory and threads)."""
+        """Stop the detector thread and free the detector (mediapipe graphs hold native memory and threads)."""
+        if self._tracker is not None:
+            self._tracker.close()
         if self._detector is not None:
             self._detector.close()
             self._detector = None

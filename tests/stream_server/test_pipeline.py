@@ -111,8 +111,9 @@ def test_detect_every_n_tracks_the_face_in_between(models: Any, detectors: list,
         out, stage_ms = pipeline.process(frame.copy(), SessionOptions(), index / server_clip.fps)
         inside, _ = server_clip.face_masks(index, shrink=5, grow=3)
         assert _diff(out, frame)[inside].mean() > 40, f"frame {index}: face not swapped"
-    assert detectors[0].calls == 2, f"detector ran {detectors[0].calls} times on 6 frames with --detect-every 3"
-    pipeline.close()
+    # The first frame waits for a detection; later ones start one every 3 frames in the detector's own thread.
+    pipeline.close()  # waits for a detection in flight
+    assert 1 <= detectors[0].calls <= 3, f"detector ran {detectors[0].calls} times on 6 frames with --detect-every 3"
 
 
 def test_every_face_up_to_the_maximum_and_boxes(models: Any, detectors: list, server_clip: Clip) -> None:
