@@ -18,7 +18,7 @@ from sklearn.linear_model import Ridge
 
 from faces.align import template_points
 from faces.mask import hull_mask
-from tests.fixtures.training import FACE_SIZE, HeldOutFace, TinySwapRun
+from tests.fixtures.training import FACE_SIZE, RenderedFace, TinySwapRun
 from training.checkpoint import load_run
 from training.train_faces import EVAL_CSV
 
@@ -31,7 +31,7 @@ MIN_SWAP_RATE = 0.90
 MIN_YAW_CORRELATION = 0.8
 
 
-def _swap(model: torch.nn.Module, faces: list[HeldOutFace], side: str) -> np.ndarray:
+def _swap(model: torch.nn.Module, faces: list[RenderedFace], side: str) -> np.ndarray:
     x = torch.from_numpy(np.stack([f.crop for f in faces]).astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
     with torch.no_grad():
         rgb, _ = model.decode(model.encode(x), side)
