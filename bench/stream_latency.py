@@ -261,7 +261,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="frame size WxH (default 640x480)")
     parser.add_argument("--frames", type=int, default=24, help="distinct frames, sent in a loop (default 24)")
     parser.add_argument("--input", type=Path, help="a video file to send instead of rendered synthetic frames")
-    parser.add_argument("--detect-every", type=int, default=1, help="server --detect-every (default 1)")
+    parser.add_argument("--detect-every", type=int, default=3, help="server --detect-every (default 3, as serve)")
     parser.add_argument("--jitter-buffer", choices=("marker", "stock"), default="marker",
                         help="jitter buffer on the server and this client (default marker)")
     parser.add_argument("--compare-jitter-buffers", action="store_true",

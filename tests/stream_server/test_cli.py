@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_flags_override_environment_which_overrides_defaults(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{}")
     env = {"SWAPSTREAM_PORT": "9001", "SWAPSTREAM_TOKEN": "from-env", "SWAPSTREAM_DISCLOSURE_MARK": "0",
-           "SWAPSTREAM_MODELS": str(tmp_path), "SWAPSTREAM_DETECT_EVERY": "3"}
+           "SWAPSTREAM_MODELS": str(tmp_path), "SWAPSTREAM_DETECT_EVERY": "5"}
     config = config_from_args(["--port", "9002"], env)
     assert config.port == 9002 and config.token == "from-env" and config.disclosure_mark is False
-    assert config.detect_every == 3 and config.models_dir == tmp_path and config.host == "127.0.0.1"
+    assert config.detect_every == 5 and config.models_dir == tmp_path and config.host == "127.0.0.1"
     defaults = config_from_args(["--models", str(tmp_path)], {})
     assert defaults.disclosure_mark is True and defaults.port == 8080 and defaults.jitter_buffer == "marker"
     assert config_from_args(["--models", str(tmp_path), "--no-disclosure-mark"], {}).disclosure_mark is False
