@@ -49,7 +49,9 @@ test: $(VENV)/.installed-dev browser
 DEMO_WORK   ?= build/demo-model
 DEMO_FRAMES ?= 900
 DEMO_STEPS  ?= 6000
-DEMO_TRAIN_FLAGS ?= --size 64 --batch 16 --steps $(DEMO_STEPS) --checkpoint-every 500 --preview-every 1000
+DEMO_TRAIN_FLAGS ?= --size 64 --batch 8 --lr 1e-3 --steps $(DEMO_STEPS) --max-minutes 30 --threads 1 --workers 1 \
+  --checkpoint-every 500 --preview-every 500 --encoder-channels 16 --bottleneck 128 --code-channels 64 \
+  --decoder-channels 64 --residual-blocks 0
 SW := $(VENV)/bin/swapstream
 demo-model: $(VENV)/.installed-dev
 	$(SW) synth --identity a --frames $(DEMO_FRAMES) --seed 11 --out $(DEMO_WORK)/a.mp4
