@@ -141,8 +141,8 @@ def invert_matrix(matrix: np.ndarray) -> np.ndarray:
 def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Warp *crop* back into a copy of *frame* with its frame->crop *matrix* and alpha-blend it by *mask*.
 
-    Only the frame rectangle the crop covers is warped and blended, so the cost follows the face size, not the
-    frame size.
+    Only the frame rectangle where the warped mask can be non-zero is warped and blended, so the cost follows
+    the masked face's size, not the frame size.
     """
     frame = check_frame(frame)
     crop = check_frame(crop, "crop")
@@ -158,11 +158,19 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
         raise FaceError("mask values must lie in [0, 1]")
 
     out = frame.copy()
-    x0, y0, x1, y1 = _covered_rect(m, cw, ch, frame.shape[1], frame.shape[0])
+    sx, sy, sw, sh = cv2.boundingRect((alpha > 0).view(np.uint8))
+    if sw == 0 or sh == 0:
+        return out
+    # A bicubic sample at crop position p reads crop pixels floor(p)-1 .. floor(p)+2, so the warped mask is zero
+    # wherever p lies 2 px or more outside the mask's support: only that rectangle's frame pixels can change.
+    # (Never past the crop's own rectangle, where the blend has always stopped.)
+    support = (max(sx - _CUBIC_REACH, 0), max(sy - _CUBIC_REACH, 0),
+               min(sx + sw - 1 + _CUBIC_REACH, cw), min(sy + sh - 1 + _CUBIC_REACH, ch))
+    x0, y0, x1, y1 = _covered_rect(m, support, frame.shape[1], frame.shape[0])
     if x1 <= x0 or y1 <= y0:
         return out
     # Shift the frame->crop matrix so that ROI pixel (0,0) is frame pixel (x0,y0); WARP_INVERSE_MAP then reads
-    # the crop at matrix @ (x,y) for every ROI pixel.
+    # the crop at shifted @ (x,y) for every ROI pixel.
     shifted = m.copy()
     shifted[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)
     roi_size = (x1 - x0, y1 - y0)
@@ -171,16 +179,24 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     warped_alpha = cv2.warpAffine(
         alpha, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
     )
-    roi = out[y0:y1, x0:x1].astype(np.float32)
     # Bicubic can overshoot; keep the blend weight a weight.
-    a = np.clip(warped_alpha, 0.0, 1.0)[:, :, None]
-    blended = roi + (warped.astype(np.float32) - roi) * a
-    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    weight = np.clip(warped_alpha, 0.0, 1.0, out=warped_alpha)
+    roi = out[y0:y1, x0:x1]
+    # OpenCV's blend (weight * warped + (1 - weight) * roi, rounded) is ~5x faster than the same in numpy floats.
+    roi[...] = cv2.blendLinear(warped, roi, weight, 1.0 - weight)
     return out
 
 
-def _covered_rect(matrix: np.ndarray, cw: int, ch: int, fw: int, fh: int) -> tuple[int, int, int, int]:
-    corners = np.array([[0, 0], [cw, 0], [0, ch], [cw, ch]], dtype=np.float64)
+# How far (crop px) past the mask's non-zero pixels a bicubic sample can still read one of them.
+_CUBIC_REACH = 2
+
+
+def _covered_rect(
+    matrix: np.ndarray, crop_rect: tuple[float, float, float, float], fw: int, fh: int
+) -> tuple[int, int, int, int]:
+    """The frame rectangle (x0, y0, x1, y1), clipped to the frame, that the crop rectangle maps onto."""
+    cx0, cy0, cx1, cy1 = crop_rect
+    corners = np.array([[cx0, cy0], [cx1, cy0], [cx0, cy1], [cx1, cy1]], dtype=np.float64)
     in_frame = transform_points(corners, invert_matrix(matrix))
     x0, y0 = np.floor(in_frame.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(in_frame.max(axis=0)).astype(int) + 1
