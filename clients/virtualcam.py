@@ -162,17 +162,22 @@ async def pump(peer_video: MediaStreamTrack, sink: FrameSink, seconds: float | N
 
 async def run_virtualcam(config: VirtualCamConfig, sink: FrameSink) -> int:
     """Connect (send the input, or watch the session) and feed the sink; returns frames written."""
-    if config.session is not None:
+    source = open_source(config) if config.session is None else None
+    if source is None:
         peer = SwapPeer(config.endpoint, watch_session=config.session, jitter_buffer=config.jitter_buffer)
     else:
-        peer = SwapPeer(config.endpoint, send=open_source(config), options=config.options,
-                        jitter_buffer=config.jitter_buffer)
-    async with peer:
-        assert peer.video is not None
-        if config.session is None:
-            logger.info("session %s: others can watch it at %s", peer.session_id,
-                        config.endpoint.resolve(f"/whep/{peer.session_id}"))
-        return await pump(peer.video, sink, config.seconds)
+        peer = SwapPeer(config.endpoint, send=source, options=config.options, jitter_buffer=config.jitter_buffer)
+    try:
+        async with peer:
+            assert peer.video is not None
+            if source is not None:
+                logger.info("session %s: others can watch it at %s", peer.session_id,
+                            config.endpoint.resolve(f"/whep/{peer.session_id}"))
+            return await pump(peer.video, sink, config.seconds)
+    finally:
+        if source is not None:
+            # Stopping the track ends MediaPlayer's reader thread (it loops the file forever otherwise).
+            source.stop()
 
 
 def _size(text: str) -> tuple[int, int]:

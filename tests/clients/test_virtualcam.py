@@ -44,6 +44,7 @@ async def test_watches_another_session_through_whep(inverting_server, ten_second
     endpoint = ServerEndpoint(inverting_server.url)
     sender = PacedVideoTrack(iter_video_rgb(ten_second_video), 15.0)
     async with SwapPeer(endpoint, send=sender) as source:
+        await asyncio.wait_for(source.video.recv(), timeout=30)  # the session is producing swapped frames
         # A new WHEP viewer waits for ICE, DTLS and a keyframe before its first frame: give it a few seconds.
         config = virtualcam.VirtualCamConfig(endpoint, session=source.session_id, seconds=4.0)
         sink = CollectingSink()
