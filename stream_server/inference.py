@@ -31,6 +31,8 @@ TENSORRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 PROVIDER_PREFERENCE = (TENSORRT_EP, CUDA_EP, CPU_EP)
+# ONNX Runtime intra-op threads when running on the CPU and the caller names no number (see OnnxRuntimeBackend).
+CPU_INTRA_OP_THREADS = 1
 # TensorRT EP profile bound when the entry brings no engine of its own (which would state its max_batch).
 DEFAULT_TENSORRT_MAX_BATCH = 16
 _NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32,
@@ -308,8 +310,17 @@ class OnnxRuntimeBackend:
         self.entry = entry
         self.path = path
         options = ort.SessionOptions()
+        requested = [p if isinstance(p, str) else p[0] for p in providers]
+        if intra_op_threads is None and requested[:1] == [CPU_EP]:
+            # The server's faces are small and its cores are shared with decode, encode, tracking and the
+            # detector: one inference thread, rather than one per core fighting those for the same cores.
+            intra_op_threads = CPU_INTRA_OP_THREADS
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
+        # ORT's pool threads busy-wait for the next work item by default; between frames that burns the cores
+        # the rest of the frame path needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.log_severity_level = 3  # ORT's own warnings (e.g. a missing CUDA library) go to our log instead
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
@@ -318,7 +329,6 @@ class OnnxRuntimeBackend:
                                  f"it is corrupt or not an ONNX graph: {exc}") from exc
         active = self.session.get_providers()
         self.provider = active[0]
-        requested = [p if isinstance(p, str) else p[0] for p in providers]
         if requested and requested[0] != self.provider:
             log.warning("%s: asked for %s but ONNX Runtime is using %s", entry.name, requested[0], self.provider)
         self.max_batch = _tensorrt_max_batch(entry) if self.provider == TENSORRT_EP else None
