@@ -267,8 +267,8 @@ async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndar
     return report
 
 
-def plot_report(runs: list[RunReport], path: Path, title: str) -> Path:
-    """A PNG with each run's latency timeline (per frame) and latency histogram."""
+def plot_report(runs: list[RunReport], path: Path, title: str, warmup_s: float = 0.0) -> Path:
+    """A PNG with each run's latency timeline (per frame) and its latency histogram after the warm-up."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,8 +280,11 @@ def plot_report(runs: list[RunReport], path: Path, title: str) -> Path:
         ys = [s.latency_ms for s in run.samples]
         p50 = run.latency_ms.get("p50", float("nan"))
         timeline.plot(xs, ys, ".-", markersize=3, linewidth=0.8, label=f"{run.label} (p50 {p50:.0f} ms)")
-        if ys:
-            histogram.hist(ys, bins=40, alpha=0.6, label=run.label)
+        steady = [s.latency_ms for s in run.samples if s.sent_s >= warmup_s]
+        if steady:
+            histogram.hist(steady, bins=40, alpha=0.6, label=run.label)
+    if warmup_s > 0:
+        timeline.axvspan(0, warmup_s, color="grey", alpha=0.15, label="warm-up (not in percentiles)")
     timeline.set_xlabel("frame sent at (s)")
     timeline.set_ylabel("round-trip latency (ms)")
     timeline.set_title("latency per frame")
@@ -289,7 +292,7 @@ def plot_report(runs: list[RunReport], path: Path, title: str) -> Path:
     timeline.legend()
     histogram.set_xlabel("round-trip latency (ms)")
     histogram.set_ylabel("frames")
-    histogram.set_title("latency histogram")
+    histogram.set_title(f"latency histogram (after {warmup_s:g} s warm-up)")
     histogram.grid(alpha=0.3)
     histogram.legend()
     figure.suptitle(title)
@@ -329,7 +332,7 @@ async def run_profile(config: ProfileConfig) -> dict[str, Any]:
         report["fps_out_ratio"] = round(runs[0].fps_out / runs[1].fps_out, 3) if runs[1].fps_out else None
     (config.out / "report.json").write_text(json.dumps(report, indent=2))
     title = f"swapstream profile {config.endpoint.url}: {report['input']} at {fps:g} fps"
-    plot_report(runs, config.out / "latency.png", title)
+    plot_report(runs, config.out / "latency.png", title, config.warmup_s)
     return report
 
 
