@@ -90,6 +90,14 @@ class LatestFrameReader:
         self._latest = None
 
 
+def _copy_frame(frame: VideoFrame) -> VideoFrame:
+    """A new VideoFrame with the same pixels, format and timestamps."""
+    copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    copy.pts = frame.pts
+    copy.time_base = frame.time_base
+    return copy
+
+
 class FrameBroadcaster:
     """Hands each processed frame to every subscribed outgoing track, newest-only per subscriber."""
 
@@ -118,8 +126,10 @@ class FrameBroadcaster:
 
     def publish(self, frame: TimedFrame) -> None:
         self.published += 1
-        for track in list(self._subscribers):
-            track._offer(frame)
+        for index, track in enumerate(list(self._subscribers)):
+            # aiortc encodes each track in its own executor thread, and PyAV frames carry a lazily built
+            # reformatter that is not thread-safe: two encoders on one VideoFrame crash libvpx/swscale.
+            track._offer(frame if index == 0 else TimedFrame(_copy_frame(frame.frame), frame.received_at))
 
     def report_sent(self, encode_ms: float, added_ms: float) -> None:
         if self._on_sent:
