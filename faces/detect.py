@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -112,6 +113,9 @@ class FaceDetector:
                 min_tracking_confidence=0.5,
             )
         self._closed = False
+        # mediapipe frees a graph's native memory in close(): a detect() still running in another thread
+        # (a session's detector thread when the session ends) would then crash the process.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: DetectorConfig) -> FaceDetector:
@@ -127,9 +131,16 @@ class FaceDetector:
         )
 
     def detect(self, frame_rgb: np.ndarray) -> list[Face]:
-        """Every face in *frame_rgb* (RGB uint8 HxWx3), highest score first, at most max_faces."""
-        if self._closed:
-            raise FaceError("FaceDetector is closed")
+        """Every face in *frame_rgb* (RGB uint8 HxWx3), highest score first, at most max_faces.
+
+        Safe to call from any one thread at a time; close() from another thread waits for it.
+        """
+        with self._lock:
+            if self._closed:
+                raise FaceError("FaceDetector is closed")
+            return self._detect(frame_rgb)
+
+    def _detect(self, frame_rgb: np.ndarray) -> list[Face]:
         frame = np.ascontiguousarray(check_frame(frame_rgb, "frame_rgb"))
         height, width = frame.shape[:2]
         scale = np.array([width, height], dtype=np.float64)
@@ -199,14 +210,22 @@ class FaceDetector:
 
     def close(self) -> None:
         """Release the mediapipe graphs; further detect() calls raise."""
-        if self._closed:
-            return
-        self._closed = True
-        self._detector.close()
-        if self._mesh is not None:
-            self._mesh.close()
-        if self._crop_mesh is not None:
-            self._crop_mesh.close()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_graphs()
+
+    def _close_graphs(self) -> None:
+        for graph in (self._detector, self._mesh, self._crop_mesh):
+            if graph is None:
+                continue
+            try:
+                graph.close()
+            except ValueError as exc:
+                # mediapipe re-raises, at close, an error a graph run hit earlier; the graph is freed
+                # anyway, and the other graphs must still be closed.
+                logger.warning("mediapipe graph reported an earlier failure while closing: %s", exc)
 
     def __enter__(self) -> FaceDetector:
         return self

@@ -53,13 +53,26 @@ def _pipeline(models: tuple[ModelCatalog, dict[str, Any]], detectors: list[Count
         detectors.append(CountingDetector(max_faces))
         return detectors[-1]
 
-    return FramePipeline(PipelineSettings(**settings), catalog, infer, detector_factory=make_detector)
+    pipeline = FramePipeline(PipelineSettings(**settings), catalog, infer, detector_factory=make_detector)
+    if isinstance(detectors, MadeDetectors):
+        detectors.pipelines.append(pipeline)
+    return pipeline
+
+
+class MadeDetectors(list):  # type: ignore[type-arg]
+    """The detectors a test's pipelines made, and those pipelines (closed first: they own detector threads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pipelines: list[FramePipeline] = []
 
 
 @pytest.fixture
-def detectors() -> Iterator[list[CountingDetector]]:
-    made: list[CountingDetector] = []
+def detectors() -> Iterator[MadeDetectors]:
+    made = MadeDetectors()
     yield made
+    for pipeline in made.pipelines:
+        pipeline.close()
     for detector in made:
         detector.close()
 
