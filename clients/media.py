@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import fractions
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -183,3 +185,11 @@ class Mp4Recorder:
         finally:
             self._container.close()
             self._container = None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type for a WIDTHxHEIGHT flag such as 640x480."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
+    return int(match.group(1)), int(match.group(2))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from clients import framecode
 from clients.errors import ClientConfigError, ConnectionFailed, MediaError
-from clients.media import PacedVideoTrack, iter_video_rgb, probe_video
+from clients.media import PacedVideoTrack, iter_video_rgb, parse_size, probe_video
 from clients.webrtc import (
     JITTER_BUFFER_MODES,
     JitterBufferMode,
@@ -358,12 +358,6 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -374,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", type=Path, help="video to send, looped (default: a synthetic face rendered now)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run (default 10)")
     parser.add_argument("--fps", type=float, help="send rate (default: the input's rate; 15 for the synthetic face)")
-    parser.add_argument("--size", type=_size, default=(640, 480), help="synthetic input size WxH (default 640x480)")
+    parser.add_argument("--size", type=parse_size, default=(640, 480), help="synthetic input size WxH (default 640x480)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the echo pipeline (swap off) and print the latency the swap adds")
     parser.add_argument("--baseline-url", help="measure the baseline on this server (e.g. one run with --pipeline echo)")

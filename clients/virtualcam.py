@@ -23,6 +23,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from clients.errors import ClientConfigError, ConnectionFailed, VirtualCameraError
+from clients.media import parse_size
 from clients.webrtc import JITTER_BUFFER_MODES, JitterBufferMode, ServerEndpoint, SwapPeer, endpoint_from_flags, parse_options
 
 logger = logging.getLogger(__name__)
@@ -180,12 +181,6 @@ async def run_virtualcam(config: VirtualCamConfig, sink: FrameSink) -> int:
             source.stop()
 
 
-def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -199,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "unless --session is given)")
     source.add_argument("--session", help="watch this existing session through WHEP instead (e.g. OBS sending by WHIP)")
     parser.add_argument("--device", help="v4l2loopback device to write, e.g. /dev/video10 (default: the first one)")
-    parser.add_argument("--size", type=_size, default=(640, 480), help="virtual camera size WxH (default 640x480)")
+    parser.add_argument("--size", type=parse_size, default=(640, 480), help="virtual camera size WxH (default 640x480)")
     parser.add_argument("--fps", type=float, default=30.0, help="virtual camera frame rate (default 30)")
     parser.add_argument("--seconds", type=float, help="stop after this long (default: run until interrupted)")
     parser.add_argument("--token", help="bearer token if the server runs with --token (default: $SWAPSTREAM_TOKEN)")
