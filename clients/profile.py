@@ -4,7 +4,9 @@ Each outgoing frame gets its number stamped in the top-left 200x24 px (clients.f
 from each returned frame, so the round trip is timed per frame whatever the codec or the server did to timestamps,
 and frames the server dropped are counted exactly. The server's per-stage times come from /metrics (the change
 over the run). `--baseline` repeats the run with the swap switched off (or against --baseline-url, e.g. a server
-started with --pipeline echo) and reports the latency the swap adds.
+started with --pipeline echo) and reports the latency the swap adds. `--compare-jitter-buffers` measures every run
+twice, with this client's receive buffer `marker` and then `stock` (issue 7), and reports the gain; the server's
+receive buffer is the server's own `--jitter-buffer` flag.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ class ProfileConfig:
     options: dict[str, Any] = field(default_factory=dict)
     jitter_buffer: JitterBufferMode = "marker"
     warmup_s: float = 1.0
+    compare_jitter_buffers: bool = False
 
     def __post_init__(self) -> None:
         if self.input is not None and not self.input.is_file():
@@ -205,6 +208,40 @@ async def _scrape(endpoint: ServerEndpoint) -> dict | None:
         return None
 
 
+RETURN_TIMEOUT_S = 10.0  # no frame back for this long while sending: the server is not answering
+TAIL_WAIT_S = 1.5  # after the last frame left: how long to wait for frames still on their way
+
+
+async def _next_returned_frame(video: Any, finished: asyncio.Event, endpoint: ServerEndpoint) -> Any | None:
+    """The next returned frame; None once the track ended, or TAIL_WAIT_S after the last frame was sent.
+
+    The tail wait counts from the moment sending ends, not from the call: the stock jitter buffer never releases
+    the last frame, and a 10 s wait begun just before the end would add that much to every stock run.
+    """
+    receive = asyncio.ensure_future(video.recv())
+    try:
+        if not finished.is_set():
+            sending_ends = asyncio.ensure_future(finished.wait())
+            try:
+                await asyncio.wait({receive, sending_ends}, timeout=RETURN_TIMEOUT_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sending_ends.cancel()
+            if not receive.done() and not finished.is_set():
+                raise ConnectionFailed(f"{endpoint.url}: no video came back for {RETURN_TIMEOUT_S:.0f} s")
+        if not receive.done():
+            await asyncio.wait({receive}, timeout=TAIL_WAIT_S)
+        if not receive.done():
+            return None
+        return receive.result()
+    except MediaStreamError:
+        return None
+    finally:
+        if not receive.done():
+            receive.cancel()
+            await asyncio.gather(receive, return_exceptions=True)
+
+
 async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndarray], fps: float,
                       config: ProfileConfig, options: dict[str, Any]) -> RunReport:
     """Stream the stamped frames for config.seconds and time every frame that comes back."""
@@ -221,14 +258,8 @@ async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndar
             report.jitter_buffer = "marker" if peer.jitter_buffer_installed else "stock"
             deadline = time.monotonic() + config.seconds + 30.0
             while time.monotonic() < deadline:
-                wait = 1.5 if track.finished.is_set() else 10.0
-                try:
-                    frame = await asyncio.wait_for(peer.video.recv(), timeout=wait)
-                except asyncio.TimeoutError:
-                    if track.finished.is_set():
-                        break
-                    raise ConnectionFailed(f"{endpoint.url}: no video came back for {wait:.0f} s") from None
-                except MediaStreamError:
+                frame = await _next_returned_frame(peer.video, track.finished, endpoint)
+                if frame is None:
                     break
                 arrived = time.monotonic()
                 received_at.append(arrived)
@@ -302,18 +333,45 @@ def plot_report(runs: list[RunReport], path: Path, title: str, warmup_s: float =
     return path
 
 
+SERVER_JITTER_BUFFER_UNKNOWN = "not reported by /healthz: the server's own --jitter-buffer flag (default marker)"
+
+
+async def _measure_runs(config: ProfileConfig, frames: list[np.ndarray], fps: float,
+                        suffix: str = "") -> list[RunReport]:
+    """The main run and, with --baseline, the echo run, with config.jitter_buffer on this client."""
+    runs = [await measure_run("swap" + suffix, config.endpoint, frames, fps, config, dict(config.options))]
+    if config.baseline:
+        if config.baseline_endpoint is not None:
+            runs.append(await measure_run("echo" + suffix, config.baseline_endpoint, frames, fps, config,
+                                          dict(config.options)))
+        else:
+            runs.append(await measure_run("echo" + suffix, config.endpoint, frames, fps, config,
+                                          {**config.options, "swap": False}))
+    return runs
+
+
+def _difference(minuend: RunReport, subtrahend: RunReport) -> dict[str, float]:
+    return {
+        key: round(minuend.latency_ms[key] - subtrahend.latency_ms[key], 2) for key in ("p50", "p95", "p99", "mean")
+    }
+
+
 async def run_profile(config: ProfileConfig) -> dict[str, Any]:
     """Measure the main run (and the baseline), write report.json and latency.png under config.out."""
     config.out.mkdir(parents=True, exist_ok=True)
     frames, fps = load_source(config)
     server = await fetch_json(config.endpoint, "/healthz")
-    runs = [await measure_run("swap", config.endpoint, frames, fps, config, dict(config.options))]
-    if config.baseline:
-        if config.baseline_endpoint is not None:
-            runs.append(await measure_run("echo", config.baseline_endpoint, frames, fps, config, dict(config.options)))
-        else:
-            runs.append(await measure_run("echo", config.endpoint, frames, fps, config,
-                                          {**config.options, "swap": False}))
+    gains: dict[str, dict[str, float]] = {}
+    if config.compare_jitter_buffers:
+        # marker first, then stock: the same runs with only this client's receive buffer changed
+        marker_runs = await _measure_runs(replace(config, jitter_buffer="marker"), frames, fps, ":marker")
+        stock_runs = await _measure_runs(replace(config, jitter_buffer="stock"), frames, fps, ":stock")
+        runs = marker_runs + stock_runs
+        for marker_run, stock_run in zip(marker_runs, stock_runs):
+            if marker_run.latency_ms and stock_run.latency_ms:
+                gains[marker_run.label.split(":")[0]] = _difference(stock_run, marker_run)
+    else:
+        runs = await _measure_runs(config, frames, fps)
     height, width = frames[0].shape[:2]
     report: dict[str, Any] = {
         "url": config.endpoint.url,
@@ -321,15 +379,18 @@ async def run_profile(config: ProfileConfig) -> dict[str, Any]:
         "fps": fps,
         "seconds": config.seconds,
         "warmup_s": config.warmup_s,
-        "client_jitter_buffer": config.jitter_buffer,
+        "client_jitter_buffer": "marker, then stock" if config.compare_jitter_buffers else config.jitter_buffer,
+        "server_jitter_buffer": server.get("jitter_buffer", SERVER_JITTER_BUFFER_UNKNOWN),
         "server": server,
         "runs": {run.label: run.summary() for run in runs},
     }
-    if len(runs) == 2 and runs[0].latency_ms and runs[1].latency_ms:
-        report["added_latency_ms"] = {
-            key: round(runs[0].latency_ms[key] - runs[1].latency_ms[key], 2) for key in ("p50", "p95", "p99", "mean")
-        }
-        report["fps_out_ratio"] = round(runs[0].fps_out / runs[1].fps_out, 3) if runs[1].fps_out else None
+    # swap - echo, from the first pair (this client's marker buffer when comparing)
+    swap_run, echo_run = runs[0], runs[1] if len(runs) > 1 and runs[1].label.startswith("echo") else None
+    if echo_run is not None and swap_run.latency_ms and echo_run.latency_ms:
+        report["added_latency_ms"] = _difference(swap_run, echo_run)
+        report["fps_out_ratio"] = round(swap_run.fps_out / echo_run.fps_out, 3) if echo_run.fps_out else None
+    if config.compare_jitter_buffers:
+        report["jitter_buffer_gain_ms"] = gains
     (config.out / "report.json").write_text(json.dumps(report, indent=2))
     title = f"swapstream profile {config.endpoint.url}: {report['input']} at {fps:g} fps"
     plot_report(runs, config.out / "latency.png", title, config.warmup_s)
@@ -355,6 +416,13 @@ def format_summary(report: dict[str, Any]) -> str:
             f"added latency (swap - echo): p50 {added['p50']:+.1f} ms, p95 {added['p95']:+.1f} ms, "
             f"p99 {added['p99']:+.1f} ms; output fps ratio {report.get('fps_out_ratio')}"
         )
+    if "jitter_buffer_gain_ms" in report:
+        for label, gain in report["jitter_buffer_gain_ms"].items():
+            lines.append(
+                f"client jitter buffer gain on {label} (stock - marker): p50 {gain['p50']:+.1f} ms, "
+                f"p95 {gain['p95']:+.1f} ms"
+            )
+        lines.append(f"server jitter buffer: {report['server_jitter_buffer']}")
     return "\n".join(lines)
 
 
@@ -377,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--options", help='session options as JSON, e.g. \'{"model": "b2a"}\'')
     parser.add_argument("--jitter-buffer", choices=JITTER_BUFFER_MODES, default="marker",
                         help="this client's receive-side jitter buffer (the server has its own --jitter-buffer)")
+    parser.add_argument("--compare-jitter-buffers", action="store_true",
+                        help="measure with this client's jitter buffer marker, then stock, and print the gain "
+                             "(overrides --jitter-buffer; the server's buffer is its own --jitter-buffer flag)")
     parser.add_argument("--warmup", type=float, default=1.0, dest="warmup_s",
                         help="seconds at the start left out of the latency percentiles (default 1)")
     return parser
@@ -396,6 +467,7 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
         options=parse_options(args.options),
         jitter_buffer=args.jitter_buffer,
         warmup_s=args.warmup_s,
+        compare_jitter_buffers=args.compare_jitter_buffers,
     )
 
 
