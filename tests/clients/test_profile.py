@@ -60,3 +60,25 @@ def test_percentiles_and_flag_validation(tmp_path: Path) -> None:
         profile.ProfileConfig(endpoint, tmp_path, size=(100, 80))
     with pytest.raises(ClientConfigError, match="--baseline-url needs --baseline"):
         profile.ProfileConfig(endpoint, tmp_path, baseline_endpoint=endpoint)
+
+
+def test_profile_compare_jitter_buffers_reports_both_modes_and_the_gain(echo_server, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "compare"
+    code = profile.main(["--url", echo_server.url, "--compare-jitter-buffers", "--seconds", "3", "--size", "320x240",
+                         "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["runs"]) == {"swap:marker", "swap:stock"}
+    for mode in ("marker", "stock"):
+        run = report["runs"][f"swap:{mode}"]
+        assert run["jitter_buffer"] == mode
+        assert run["frames_unique"] >= 30, (mode, run["frames_unique"])
+    gain = report["jitter_buffer_gain_ms"]["swap"]
+    marker_p50 = report["runs"]["swap:marker"]["latency_ms"]["p50"]
+    stock_p50 = report["runs"]["swap:stock"]["latency_ms"]["p50"]
+    assert gain["p50"] == pytest.approx(stock_p50 - marker_p50, abs=0.02)
+    # one aiortc receiver (this client's) changes mode: the gain is about one frame interval (67 ms at 15 fps)
+    assert gain["p50"] >= 1000 / 15 / 2, (marker_p50, stock_p50)
+    assert "client jitter buffer gain on swap (stock - marker): p50 +" in printed
+    assert "server jitter buffer: " in printed
