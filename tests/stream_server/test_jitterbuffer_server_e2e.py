@@ -51,15 +51,19 @@ def _pooled(runs: list[profile.RunReport]) -> np.ndarray:
 @pytest.mark.slow
 async def test_marker_buffer_on_server_and_client_cuts_echo_round_trip(echo_servers, tmp_path: Path) -> None:
     started = time.perf_counter()
-    frames = profile._synthetic_frames(SIZE, FPS)
+    configs = {
+        mode: profile.ProfileConfig(
+            endpoint=ServerEndpoint(echo_servers[mode].url.rstrip("/")), out=tmp_path, seconds=SECONDS_PER_RUN,
+            fps=FPS, size=SIZE, jitter_buffer=mode, warmup_s=WARMUP_S,
+        )
+        for mode in MODES
+    }
+    frames, fps = profile.load_source(configs["marker"])  # the profiler's synthetic face, as `swapstream profile` sends
     runs: dict[JitterBufferMode, list[profile.RunReport]] = {mode: [] for mode in MODES}
     for _ in range(RUN_PAIRS):
         for mode in MODES:
-            config = profile.ProfileConfig(
-                endpoint=ServerEndpoint(echo_servers[mode].url.rstrip("/")), out=tmp_path, seconds=SECONDS_PER_RUN,
-                fps=FPS, size=SIZE, jitter_buffer=mode, warmup_s=WARMUP_S,
-            )
-            runs[mode].append(await profile.measure_run(mode, config.endpoint, frames, FPS, config, {}))
+            config = configs[mode]
+            runs[mode].append(await profile.measure_run(mode, config.endpoint, frames, fps, config, {}))
     elapsed = time.perf_counter() - started
 
     pooled = {mode: _pooled(runs[mode]) for mode in MODES}
