@@ -23,6 +23,7 @@ async def handle_healthz(request: web.Request) -> web.Response:
     return web.json_response({
         "status": "ok",
         "pipeline": state.config.pipeline,
+        "jitter_buffer": state.config.jitter_buffer,
         "models": sorted(state.backends),
         "provider": state.provider,
         "sessions": len(state.registry),

@@ -33,6 +33,7 @@ async def test_healthz_reports_models_provider_and_sessions(swap_server: Running
     body = json.loads(text)
     assert status == 200 and content_type == "application/json"
     assert body["status"] == "ok" and body["pipeline"] == "swap"
+    assert body["jitter_buffer"] == swap_server.state.config.jitter_buffer == "marker"
     assert {"swap_a2b", "swap_b2a", "digits"} <= set(body["models"])
     assert "CPUExecutionProvider" in body["provider"]
     assert body["sessions"] == len(swap_server.state.registry)
