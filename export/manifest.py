@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import tempfile
@@ -14,9 +13,8 @@ from typing import Any, Literal
 import onnx
 
 from export.errors import ExportError
+from swapstream.manifest_schema import FORMAT_VERSION, MANIFEST_NAME, EngineInfo, TensorSpec, sha256_file
 
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 
 ModelKind = Literal["swap", "digits"]
 Precision = Literal["fp32", "fp16"]
@@ -30,26 +28,6 @@ _ONNX_DTYPES = {
 }
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: its name, shape ("batch" for the dynamic axis) and dtype."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest's JSON form."""
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-@dataclass(frozen=True)
-class EngineRecord:
-    """A serialized TensorRT engine built from the entry's ONNX file."""
-
-    file: str
-    sha256: str
-    max_batch: int
 
 
 @dataclass(frozen=True)
@@ -72,7 +50,7 @@ class ManifestEntry:
     created: str
     versions: dict[str, str | None]
     exporter: str
-    engine: EngineRecord | None = None
+    engine: EngineInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The manifest's JSON form, keys in the contract's order."""
@@ -117,14 +95,6 @@ def utc_now() -> str:
     """The current time as the manifest writes it: ISO 8601, UTC, whole seconds, `Z` suffix."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def graph_io_specs(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

@@ -19,11 +19,9 @@ from tqdm import tqdm
 from export.config import ExportConfig
 from export.errors import ExportError, ParityError, TensorRTUnavailable
 from export.manifest import (
-    EngineRecord,
     ManifestDocument,
     ManifestEntry,
     graph_io_specs,
-    sha256_file,
     utc_now,
     write_manifest,
 )
@@ -31,6 +29,7 @@ from export.onnx_export import GraphPlan, HalfPrecision, export_graph, plan_grap
 from export.parity import FP16_TOLERANCE, FP32_TOLERANCE, check_onnx_file, check_parity, cpu_session, max_abs_difference
 from export.tensorrt_build import TensorRTStatus, build_engine, run_engine, tensorrt_status
 from export.triton import write_triton_repository
+from swapstream.manifest_schema import EngineInfo, sha256_file
 from training.checkpoint import LoadedRun, load_run
 
 log = logging.getLogger(__name__)
@@ -169,7 +168,7 @@ def _export_one(
             if half_path != path:
                 half_path.unlink(missing_ok=True)
         parity.update(_verify_engine(engine_path, path, plan, random_batch, real_batch, config.max_batch))
-        engine = EngineRecord(file=engine_path.name, sha256=sha256_file(engine_path), max_batch=config.max_batch)
+        engine = EngineInfo(file=engine_path.name, sha256=sha256_file(engine_path), max_batch=config.max_batch)
 
     inputs, outputs = graph_io_specs(path)
     return ManifestEntry(

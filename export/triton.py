@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from export.errors import ExportError
-from export.manifest import ManifestEntry, TensorSpec
+from export.manifest import ManifestEntry
+from swapstream.manifest_schema import TensorSpec
 
 log = logging.getLogger(__name__)
 

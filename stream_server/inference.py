@@ -9,7 +9,6 @@ engine when the entry has one and `tensorrt` imports, else ONNX Runtime with Ten
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -22,11 +21,10 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from stream_server.errors import ModelLoadError
+from swapstream.manifest_schema import FORMAT_VERSION, MANIFEST_NAME, EngineInfo, TensorSpec, sha256_file
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
 TENSORRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
@@ -41,27 +39,6 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """A model input or output: name, shape (a string for the dynamic batch axis) and dtype."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-    @property
-    def tail(self) -> tuple[int | str, ...]:
-        """The shape past the batch axis."""
-        return self.shape[1:]
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """A TensorRT engine built for the entry (GPU-specific)."""
-
-    file: str
-    sha256: str
-    max_batch: int
 
 
 @dataclass(frozen=True)
@@ -233,14 +210,6 @@ def _parse_spec(where: str, raw: object) -> TensorSpec:
 
 # ---------------------------------------------------------------------------------------------- checks
 
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_file(path: Path, expected_sha256: str, entry_name: str) -> None:
