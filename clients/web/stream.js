@@ -2,7 +2,7 @@
 import { postJSON } from "./api.js";
 
 /** Wait until ICE gathering is complete: the server (aiortc) does not take trickled candidates. */
-function gatheringComplete(pc, timeoutMs = 5000) {
+export function gatheringComplete(pc, timeoutMs = 5000) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, timeoutMs);

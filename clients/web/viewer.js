@@ -1,15 +1,6 @@
 // Watch mode (?watch=SESSION): plays a session's swapped stream through WHEP, full window, for OBS browser sources.
 import { authHeaders, ServerError } from "./api.js";
-
-function gatheringComplete(pc, timeoutMs = 5000) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    pc.addEventListener("icegatheringstatechange", () => {
-      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
-    });
-  });
-}
+import { gatheringComplete } from "./stream.js";
 
 /** Receive session `sessionId` through POST whep/<id> into `video`; returns the peer connection. */
 export async function watchSession(sessionId, video) {
