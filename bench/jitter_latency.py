@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tests.stream_server.test_jitterbuffer_e2e import EchoSettings, RunResult, echo_run, summarize
+from tests.rtc.test_jitterbuffer_e2e import EchoSettings, RunResult, echo_run, summarize
 
 
 @dataclass(frozen=True)

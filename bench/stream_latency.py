@@ -173,11 +173,11 @@ async def measure(base_url: str, frames: list[np.ndarray], args: argparse.Namesp
     source = PacedTrack(frames, args.fps)
     transceiver = pc.addTransceiver(source, direction="sendrecv")
     try:
-        from stream_server.jitterbuffer import install_on_receiver
+        from rtc.jitterbuffer import install_on_receiver
 
         install_on_receiver(transceiver.receiver, jitter_buffer)
     except ImportError:
-        logger.warning("stream_server.jitterbuffer missing: the client keeps aiortc's stock jitter buffer")
+        logger.warning("rtc.jitterbuffer missing: the client keeps aiortc's stock jitter buffer")
     arrived_at: dict[int, float] = {}
     done = asyncio.Event()
 

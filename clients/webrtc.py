@@ -78,7 +78,7 @@ def install_jitter_buffer(pc: RTCPeerConnection, mode: JitterBufferMode) -> bool
     if mode == "stock":
         return False
     try:
-        from stream_server.jitterbuffer import install_on_receiver
+        from rtc.jitterbuffer import install_on_receiver
     except ImportError as exc:
         logger.warning("marker jitter buffer unavailable (%s); keeping aiortc's stock buffer", exc)
         return False

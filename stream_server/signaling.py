@@ -69,9 +69,9 @@ def _check_sdp(sdp: Any, what: str) -> str:
 def _install_jitter_buffers(pc: RTCPeerConnection, state: ServerState) -> None:
     """Put our marker-bit jitter buffer on every video receiver, when that helper is available."""
     try:
-        from stream_server.jitterbuffer import install_on_receiver
+        from rtc.jitterbuffer import install_on_receiver
     except ImportError:  # the helper is optional; stock aiortc buffering still works
-        logger.debug("stream_server.jitterbuffer not available; stock jitter buffer")
+        logger.debug("rtc.jitterbuffer not available; stock jitter buffer")
         return
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":

@@ -15,7 +15,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from stream_server.jitterbuffer import JitterBufferMode, install_on_receiver
+from rtc.jitterbuffer import JitterBufferMode, install_on_receiver
 
 logger = logging.getLogger(__name__)
 

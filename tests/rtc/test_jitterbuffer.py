@@ -15,9 +15,9 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 from av import VideoFrame
 
-from stream_server import jitterbuffer as jb
+from rtc import jitterbuffer as jb
 from stream_server.errors import ConfigError
-from stream_server.jitterbuffer import MarkerJitterBuffer, install_on_receiver
+from rtc.jitterbuffer import MarkerJitterBuffer, install_on_receiver
 
 WIDTH, HEIGHT = 320, 240
 VIDEO_CLOCK = 90000
@@ -353,7 +353,7 @@ async def test_aiortc_keeps_its_jitter_buffer_where_this_module_expects():
         attribute = jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE
         assert hasattr(receiver, attribute), (
             f"aiortc {jb.aiortc_version()} no longer has RTCRtpReceiver.{attribute}: "
-            "the marker jitter buffer cannot be installed; update stream_server/jitterbuffer.py"
+            "the marker jitter buffer cannot be installed; update rtc/jitterbuffer.py"
         )
         current = getattr(receiver, attribute)
         assert isinstance(current, JitterBuffer), f"RTCRtpReceiver.{attribute} is now {type(current)!r}"
@@ -407,7 +407,7 @@ async def test_moved_attribute_keeps_the_stock_buffer_and_logs(caplog):
         # simulate a future aiortc that renamed the attribute
         receiver._RTCRtpReceiver__jitter = stock  # type: ignore[attr-defined]
         delattr(receiver, jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE)
-        with caplog.at_level(logging.WARNING, logger="stream_server.jitterbuffer"):
+        with caplog.at_level(logging.WARNING, logger="rtc.jitterbuffer"):
             assert install_on_receiver(receiver, "marker") is False
         assert receiver._RTCRtpReceiver__jitter is stock  # type: ignore[attr-defined]
         assert not hasattr(receiver, jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE)
@@ -416,7 +416,7 @@ async def test_moved_attribute_keeps_the_stock_buffer_and_logs(caplog):
         # an attribute of the right name but an unknown type is not replaced either
         setattr(receiver, jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE, object())
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="stream_server.jitterbuffer"):
+        with caplog.at_level(logging.WARNING, logger="rtc.jitterbuffer"):
             assert install_on_receiver(receiver, "marker") is False
         assert jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE in caplog.text
     finally:
