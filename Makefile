@@ -10,11 +10,11 @@ PORT   ?= 8080
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test demo-model bench browser clean help
+.PHONY: demo test lint demo-model bench browser clean help
 
 help:
 	@echo "make demo        install the server and serve models/demo on http://$(HOST):$(PORT)/"
-	@echo "make test        install everything and run the test suite"
+	@echo "make test        install everything, type-check (make lint) and run the test suite"
 	@echo "make demo-model  rebuild models/demo from synthetic identities (needs the train extra)"
 	@echo "make bench       run the benchmarks in bench/"
 
@@ -41,7 +41,11 @@ browser:
 demo: $(VENV)/.installed-serve
 	$(VENV)/bin/swapstream serve --models models/demo --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev browser
+# Type checks (mypy, strict on swapstream/ faces/ rtc/ export/ stream_server/; see pyproject.toml).
+lint: $(VENV)/.installed-dev
+	$(PY) -m mypy
+
+test: lint $(VENV)/.installed-dev browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Reproducible recipe for the bundled demo models, using only the project's own commands and data that ships
