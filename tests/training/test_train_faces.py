@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,13 +74,23 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(
         torch.testing.assert_close(b.optim_state[name], tensor, rtol=0, atol=0, msg=name)
 
 
-def _start_cli_run(sets: SyntheticFaceSets, out: Path, checkpoint_every: int) -> subprocess.Popen[bytes]:
+@contextmanager
+def _cli_run(sets: SyntheticFaceSets, out: Path, checkpoint_every: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`swapstream train faces` in a child process; killed (if still running) and its pipe closed on exit."""
     command = [sys.executable, "-m", "training.cli", "faces", "--a", str(sets.a), "--b", str(sets.b),
                "--out", str(out), "--size", str(FACE_SIZE), "--steps", "100000", "--batch", "2",
                "--checkpoint-every", str(checkpoint_every), "--preview-every", "100000", "--workers", "1",
                "--threads", "1", "--device", "cpu", "--no-progress", *MICRO_FLAGS]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def _wait_for_checkpoint_step(process: subprocess.Popen[bytes], path: Path, at_least: int, timeout: float) -> int:
@@ -100,16 +112,11 @@ def _wait_for_checkpoint_step(process: subprocess.Popen[bytes], path: Path, at_l
 @pytest.mark.slow
 def test_sigkill_between_checkpoints_then_resume(synthetic_facesets: SyntheticFaceSets, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    process = _start_cli_run(synthetic_facesets, out, checkpoint_every=5)
-    try:
+    with _cli_run(synthetic_facesets, out, checkpoint_every=5) as process:
         seen = _wait_for_checkpoint_step(process, checkpoint_path(out), at_least=10, timeout=120)
         time.sleep(0.3)  # let it get part-way to the next checkpoint
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == -signal.SIGKILL
     checkpoint = read_checkpoint(checkpoint_path(out), expected_kind="swap")  # loads: never half-written
     assert checkpoint.step >= seen and checkpoint.step % 5 == 0
@@ -127,18 +134,13 @@ def test_sigkill_between_checkpoints_then_resume(synthetic_facesets: SyntheticFa
 @pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_at_the_current_step(synthetic_facesets: SyntheticFaceSets, tmp_path: Path) -> None:
     out = tmp_path / "terminated"
-    process = _start_cli_run(synthetic_facesets, out, checkpoint_every=1000)
-    try:
+    with _cli_run(synthetic_facesets, out, checkpoint_every=1000) as process:
         deadline = time.monotonic() + 120
         while not (out / LOSSES_CSV).exists() or len(_loss_steps(out)) < 3:
             assert time.monotonic() < deadline and process.poll() is None, "training did not start"
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 128 + signal.SIGTERM
     checkpoint = read_checkpoint(checkpoint_path(out))
     assert checkpoint.step == max(_loss_steps(out)) >= 3
