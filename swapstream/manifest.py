@@ -279,7 +279,7 @@ def _parse_spec(where: str, raw: object) -> TensorSpec:
     name = _text(where, raw, "name")
     dims = _list(where, raw, "shape")
     if not all(isinstance(dim, str) or _is_int(dim, minimum=0) for dim in dims):
-        raise ManifestError(f"{where}: tensor {name!r} has a shape of sizes and axis names, not {dims!r}")
+        raise ManifestError(f"{where}: tensor {name!r} needs a shape of sizes and axis names, not {dims!r}")
     shape = tuple(dim for dim in dims if isinstance(dim, (int, str)))
     dtype = _text(where, raw, "dtype")
     if dtype not in TENSOR_DTYPES:
