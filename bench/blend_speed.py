@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from stream_server.backends import load_models  # noqa: E402
+from stream_server.catalog import ModelCatalog  # noqa: E402
 from stream_server.config import SessionOptions  # noqa: E402
-from stream_server.inference import load_backend, load_manifest  # noqa: E402
-from stream_server.pipeline import FramePipeline, ModelCatalog, PipelineSettings  # noqa: E402
+from stream_server.pipeline import FramePipeline, PipelineSettings  # noqa: E402
 
 logger = logging.getLogger("bench.blend_speed")
 
@@ -121,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
     logger.info("rendering %d synthetic 640x480 frames of identity A", args.frames)
     frames = [f.frame for f in render_sequence(IDENTITY_A, args.frames, size=(640, 480), seed=3, fps=args.fps)]
-    manifest = load_manifest(args.models)
-    catalog = ModelCatalog.from_entries(list(manifest.of_kind("swap")))
+    manifest, backends = load_models(args.models)
+    catalog = ModelCatalog(manifest.models, backends)
     info = catalog.resolve(args.model)
-    backend = load_backend(manifest.get(info.name), args.models)
+    backend = catalog.backends[info.name]
     options = SessionOptions(model=args.model, feather=args.feather, color=args.color)
 
     def infer(model: str, faces: np.ndarray) -> list[np.ndarray]:

@@ -33,17 +33,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import torch  # noqa: E402
 
-from stream_server.inference import (  # noqa: E402
+from stream_server.backends import (  # noqa: E402
     CPU_EP,
     CUDA_EP,
     TENSORRT_EP,
     InferenceBackend,
-    Manifest,
-    ModelEntry,
     available_providers,
     load_backend,
-    load_manifest,
 )
+from swapstream.manifest import Manifest, ModelEntry, read_manifest  # noqa: E402
 
 log = logging.getLogger("bench.inference")
 
@@ -183,11 +181,11 @@ def run_bench(config: BenchConfig) -> list[Timing]:
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as work:
         random_run = None
         if config.models is not None:
-            manifest = load_manifest(config.models)
+            manifest = read_manifest(config.models)
         else:
             print("no --models given: exporting a random-weight demo-config model to a temporary folder")
             models_dir, random_run = export_random_model(Path(work), face_size=64)
-            manifest = load_manifest(models_dir)
+            manifest = read_manifest(models_dir)
         entry = manifest.resolve(config.model)
         if entry.kind != "swap":
             raise SystemExit(f"--model {config.model}: {entry.name} is a {entry.kind} model, not a swap model")

@@ -50,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
 def summary(result: ExportResult) -> str:
     """A table of what was written, for the terminal."""
     lines = [f"wrote {result.manifest_path}"]
-    for entry in result.document.models:
+    for entry in result.manifest.models:
         worst = max(entry.parity["onnxruntime_vs_torch_max_abs_random"], entry.parity["onnxruntime_vs_torch_max_abs_real"])
         engine = f"engine {entry.engine.file}" if entry.engine else "no engine"
         lines.append(f"  {entry.name:<28} {entry.kind:<6} {entry.precision}  {entry.file:<32} "

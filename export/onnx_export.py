@@ -17,18 +17,23 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import torch
 from torch import nn
 
 from export.errors import ExportError
 from export.real_inputs import real_digit_batch, real_face_batch
+from swapstream.manifest import Direction, ModelKind
 from training.checkpoint import LoadedRun
+from training.swap_model import Side, SwapAutoencoder
 
 log = logging.getLogger(__name__)
 
 Exporter = Literal["dynamo", "torchscript"]
 BATCH_AXIS = "batch"
+# Which decoder each direction uses: a2b encodes A and decodes with B's decoder.
+_DECODER_OF: tuple[tuple[Direction, Side], ...] = (("a2b", "b"), ("b2a", "a"))
 # Traced with a batch of 2: a batch of 1 would let the exporter specialise the batch axis to 1.
 _EXAMPLE_BATCH = 2
 
@@ -36,7 +41,7 @@ _EXAMPLE_BATCH = 2
 class SwapDirection(nn.Module):
     """Shared encoder + one decoder of a swap model as one face -> (rgb, mask) graph."""
 
-    def __init__(self, model: nn.Module, decoder_side: Literal["a", "b"]) -> None:
+    def __init__(self, model: SwapAutoencoder, decoder_side: Side) -> None:
         super().__init__()
         self.model = model
         self.decoder_side = decoder_side
@@ -53,7 +58,8 @@ class DigitsGraph(nn.Module):
         self.model = model
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(pixels)
+        logits: torch.Tensor = self.model(pixels)
+        return logits
 
 
 class HalfPrecision(nn.Module):
@@ -65,7 +71,7 @@ class HalfPrecision(nn.Module):
         self.half_graph = copy.deepcopy(graph).half().eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        outputs = self.half_graph(x.half())
+        outputs: torch.Tensor | tuple[torch.Tensor, ...] = self.half_graph(x.half())
         if isinstance(outputs, tuple):
             return tuple(output.float() for output in outputs)
         return outputs.float()
@@ -76,8 +82,8 @@ class GraphPlan:
     """One graph to export from a run: its manifest name, wrapper module and I/O names."""
 
     name: str
-    kind: Literal["swap", "digits"]
-    direction: Literal["a2b", "b2a"] | None
+    kind: ModelKind
+    direction: Direction | None
     module: nn.Module
     input_name: str
     output_names: tuple[str, ...]
@@ -86,12 +92,12 @@ class GraphPlan:
     output_semantics: str | None
     run: LoadedRun
 
-    def random_batch(self, batch: int, seed: int) -> np.ndarray:
+    def random_batch(self, batch: int, seed: int) -> npt.NDArray[np.float32]:
         """Uniform [0,1) float32 inputs of this graph's shape (both models take values in [0,1])."""
         rng = np.random.default_rng(seed)
         return rng.random((batch, *self.input_tail), dtype=np.float32)
 
-    def real_batch(self) -> np.ndarray:
+    def real_batch(self) -> npt.NDArray[np.float32]:
         """Real inputs of this graph's kind (an aligned face photo, or handwritten digits)."""
         if self.kind == "swap":
             assert self.face_size is not None
@@ -115,12 +121,16 @@ def plan_graphs(run: LoadedRun, prefix: str) -> list[GraphPlan]:
     """The graphs a run becomes; names get `prefix` (e.g. `"demo-faces."`) when several runs of a kind are exported."""
     if run.kind == "swap":
         size = _face_size(run)
+        if not isinstance(run.model, SwapAutoencoder):
+            raise ExportError(f"run {run.run_dir}: a swap run's model is a {type(run.model).__name__}, "
+                              "not a SwapAutoencoder")
+        model = run.model
         return [
             GraphPlan(
                 name=f"{prefix}swap_{direction}",
                 kind="swap",
                 direction=direction,
-                module=SwapDirection(run.model, decoder_side).eval(),
+                module=SwapDirection(model, decoder_side).eval(),
                 input_name="face",
                 output_names=("rgb", "mask"),
                 input_tail=(3, size, size),
@@ -128,8 +138,7 @@ def plan_graphs(run: LoadedRun, prefix: str) -> list[GraphPlan]:
                 output_semantics=None,
                 run=run,
             )
-            # a2b: encode A, decode with B's decoder
-            for direction, decoder_side in (("a2b", "b"), ("b2a", "a"))
+            for direction, decoder_side in _DECODER_OF
         ]
     if run.kind == "digits":
         return [

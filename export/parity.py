@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import torch
@@ -15,6 +16,8 @@ from torch import nn
 from export.errors import ExportError, ParityError
 
 log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
 
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
@@ -50,7 +53,7 @@ def cpu_session(path: Path) -> ort.InferenceSession:
         raise ExportError(f"{path}: ONNX Runtime cannot load the graph: {exc}") from exc
 
 
-def torch_outputs(module: nn.Module, batch: np.ndarray) -> list[np.ndarray]:
+def torch_outputs(module: nn.Module, batch: FloatArray) -> list[FloatArray]:
     """The PyTorch module's outputs on `batch`, as float32 numpy arrays."""
     with torch.no_grad():
         result = module(torch.from_numpy(batch))
@@ -58,7 +61,7 @@ def torch_outputs(module: nn.Module, batch: np.ndarray) -> list[np.ndarray]:
     return [output.detach().float().cpu().numpy() for output in outputs]
 
 
-def max_abs_difference(ours: list[np.ndarray], reference: list[np.ndarray], label: str) -> float:
+def max_abs_difference(ours: list[FloatArray], reference: list[FloatArray], label: str) -> float:
     """Largest |ours - reference| over paired outputs; ParityError if their count or shapes differ."""
     if len(ours) != len(reference):
         raise ParityError(f"{label}: {len(ours)} outputs, PyTorch gives {len(reference)}")
@@ -76,8 +79,8 @@ def check_parity(
     path: Path,
     reference: nn.Module,
     input_name: str,
-    random_batch: np.ndarray,
-    real_batch: np.ndarray,
+    random_batch: FloatArray,
+    real_batch: FloatArray,
     tolerance: float,
 ) -> ParityReport:
     """Compare ONNX Runtime CPU on `path` with the PyTorch `reference` on both batches; ParityError beyond `tolerance`."""

@@ -8,6 +8,7 @@ the trainer's held-out split, 16x16 in the model's convention (ink bright on dar
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from faces.align import align_face
 
@@ -21,11 +22,11 @@ ASTRONAUT_KEYPOINTS = np.array(
 _JITTERS = ((0.0, 0.0, 1.0), (3.0, -2.0, 1.0), (-2.0, 3.0, 1.06), (0.0, 0.0, 0.94))
 
 
-def real_face_batch(face_size: int) -> np.ndarray:
+def real_face_batch(face_size: int) -> npt.NDArray[np.float32]:
     """Aligned crops of a real face photo: float32 NCHW RGB in [0,1], batch of 8 (4 jitters x plain/mirrored)."""
     from skimage import data as skimage_data
 
-    photo = np.ascontiguousarray(skimage_data.astronaut())
+    photo = np.ascontiguousarray(skimage_data.astronaut())  # type: ignore[no-untyped-call]  # skimage: no annotations
     center = ASTRONAUT_KEYPOINTS.mean(axis=0)
     crops = []
     for dx, dy, scale in _JITTERS:
@@ -37,7 +38,7 @@ def real_face_batch(face_size: int) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
-def real_digit_batch(count: int = 64) -> np.ndarray:
+def real_digit_batch(count: int = 64) -> npt.NDArray[np.float32]:
     """`count` held-out scikit-learn digits, prepared by the trainer's own loader: float32 N x 256 in [0,1]."""
     from training.digits import default_digits
 

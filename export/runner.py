@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
@@ -18,17 +17,20 @@ from tqdm import tqdm
 
 from export.config import ExportConfig
 from export.errors import ExportError, ParityError, TensorRTUnavailable
-from export.manifest import (
-    ManifestDocument,
-    ManifestEntry,
-    graph_io_specs,
-    utc_now,
-    write_manifest,
-)
+from export.manifest import graph_io_specs
 from export.onnx_export import GraphPlan, HalfPrecision, export_graph, plan_graphs
-from export.parity import FP16_TOLERANCE, FP32_TOLERANCE, check_onnx_file, check_parity, cpu_session, max_abs_difference
+from export.parity import (
+    FP16_TOLERANCE,
+    FP32_TOLERANCE,
+    FloatArray,
+    check_onnx_file,
+    check_parity,
+    cpu_session,
+    max_abs_difference,
+)
 from export.tensorrt_build import TensorRTStatus, build_engine, run_engine, tensorrt_status
 from export.triton import write_triton_repository
+from swapstream.manifest import Manifest, ModelEntry, utc_now, write_manifest
 from swapstream.manifest_schema import EngineInfo, sha256_file
 from training.checkpoint import LoadedRun, load_run
 
@@ -43,7 +45,7 @@ class ExportResult:
     """What one export call wrote."""
 
     manifest_path: Path
-    document: ManifestDocument
+    manifest: Manifest
     tensorrt: TensorRTStatus
     triton_repository: Path | None
 
@@ -93,7 +95,7 @@ def export_runs(config: ExportConfig) -> ExportResult:
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=config.out))
     created = utc_now()
     versions = tool_versions(status)
-    entries: list[ManifestEntry] = []
+    entries: list[ModelEntry] = []
     try:
         progress = tqdm(plans, desc="export", unit="model", disable=None)
         for index, (plan, source_run) in enumerate(progress, start=1):
@@ -109,11 +111,11 @@ def export_runs(config: ExportConfig) -> ExportResult:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    document = ManifestDocument(created=created, models=tuple(entries))
-    manifest_path = write_manifest(config.out, document)
+    manifest = Manifest(config.out, tuple(entries), created=created)
+    manifest_path = write_manifest(manifest)
     log.info("wrote %s with %d models", manifest_path, len(entries))
     repository = write_triton_repository(config.out, entries, config.max_batch) if config.triton else None
-    return ExportResult(manifest_path, document, status, repository)
+    return ExportResult(manifest_path, manifest, status, repository)
 
 
 def _export_one(
@@ -124,7 +126,7 @@ def _export_one(
     created: str,
     versions: dict[str, str | None],
     source_run: str,
-) -> ManifestEntry:
+) -> ModelEntry:
     random_batch = plan.random_batch(_RANDOM_BATCH, seed=1)
     real_batch = plan.real_batch()
 
@@ -171,7 +173,7 @@ def _export_one(
         engine = EngineInfo(file=engine_path.name, sha256=sha256_file(engine_path), max_batch=config.max_batch)
 
     inputs, outputs = graph_io_specs(path)
-    return ManifestEntry(
+    return ModelEntry(
         name=plan.name,
         kind=plan.kind,
         direction=plan.direction,
@@ -197,8 +199,8 @@ def _verify_engine(
     engine_path: Path,
     onnx_path: Path,
     plan: GraphPlan,
-    random_batch: np.ndarray,
-    real_batch: np.ndarray,
+    random_batch: FloatArray,
+    real_batch: FloatArray,
     max_batch: int,
 ) -> dict[str, float]:
     session = cpu_session(onnx_path)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from export.errors import ExportError, TensorRTUnavailable
+from swapstream.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,11 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
-    _write_atomically(engine_path, bytes(memoryview(serialized)))
-    _write_atomically(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
+    atomic_write_bytes(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
 
 
-def run_engine(engine_path: Path, input_name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+def run_engine(engine_path: Path, input_name: str, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
     """Run a serialized engine once on `batch` through torch CUDA buffers; outputs by tensor name."""
     trt = require_tensorrt()
     import torch
@@ -126,7 +126,7 @@ def run_engine(engine_path: Path, input_name: str, batch: np.ndarray) -> dict[st
     context = engine.create_execution_context()
     device = torch.device("cuda")
     buffers: dict[str, Any] = {}
-    stream = torch.cuda.Stream()
+    stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch leaves Stream.__init__ unannotated
     context.set_input_shape(input_name, tuple(batch.shape))
     output_names = []
     for index in range(engine.num_io_tensors):
@@ -145,13 +145,3 @@ def run_engine(engine_path: Path, input_name: str, batch: np.ndarray) -> dict[st
     stream.synchronize()
     return {name: buffers[name].float().cpu().numpy() for name in output_names}
 
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from export.errors import ExportError
-from export.manifest import ManifestEntry
+from swapstream.manifest import ModelEntry
 from swapstream.manifest_schema import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ _TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE
                   "uint8": "TYPE_UINT8"}
 
 
-def triton_model_name(entry: ManifestEntry) -> str:
+def triton_model_name(entry: ModelEntry) -> str:
     """The repository folder (= Triton model name) of an entry: its name with anything but `[A-Za-z0-9_.-]` made `_`."""
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in entry.name)
 
@@ -41,7 +41,7 @@ def _tensor_block(spec: TensorSpec) -> str:
     return f'  {{\n    name: "{spec.name}"\n    data_type: {dtype}\n    dims: [ {dims} ]\n  }}'
 
 
-def config_pbtxt(entry: ManifestEntry, max_batch: int) -> str:
+def config_pbtxt(entry: ModelEntry, max_batch: int) -> str:
     """The text-format ModelConfig of one entry (dims exclude the batch axis, as max_batch_size > 0 requires)."""
     # no 1 here: a preferred size of 1 would send every lone request straight through, unbatched
     preferred = sorted({size for size in (4, 8, 16, max_batch) if size <= max_batch})
@@ -68,7 +68,7 @@ def config_pbtxt(entry: ManifestEntry, max_batch: int) -> str:
     )
 
 
-def write_triton_repository(models_dir: Path, entries: list[ManifestEntry], max_batch: int) -> Path:
+def write_triton_repository(models_dir: Path, entries: list[ModelEntry], max_batch: int) -> Path:
     """Write `models_dir/triton/` with one model folder per entry; returns the repository path."""
     repo = models_dir / "triton"
     names = [triton_model_name(entry) for entry in entries]

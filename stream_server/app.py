@@ -11,12 +11,15 @@ from typing import Any
 from aiohttp import web
 
 from stream_server import api, signaling
+from stream_server.backends import InferenceBackend, load_models
 from stream_server.batching import InferenceBatcher
+from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig
 from stream_server.errors import ModelLoadError, ServerError, SignalingError
 from stream_server.metrics import ServerMetrics
-from stream_server.pipeline import FramePipeline, ModelCatalog, PipelineSettings
+from stream_server.pipeline import FramePipeline, PipelineSettings
 from stream_server.session import STATE_KEY, ServerState, SessionLimitError, SessionRegistry, UnknownSessionError
+from swapstream.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +68,12 @@ def _find_web_root() -> Path | None:
     return None
 
 
-def _load_models(config: ServerConfig) -> tuple[list[Any], dict[str, Any]]:
+def _load_models(config: ServerConfig) -> tuple[list[ModelEntry], dict[str, InferenceBackend]]:
     """Every manifest entry and its loaded backend; ModelLoadError names the file."""
     if config.models_dir is None:
         return [], {}
-    from stream_server.inference import load_backend, load_manifest
-
-    manifest = load_manifest(config.models_dir)
-    entries = list(manifest.models)
-    backends = {entry.name: load_backend(entry, config.models_dir) for entry in entries}
-    return entries, backends
+    manifest, backends = load_models(config.models_dir)
+    return list(manifest.models), backends
 
 
 @web.middleware
@@ -103,16 +102,16 @@ async def _error_middleware(request: web.Request, handler: Any) -> web.StreamRes
 def create_app(config: ServerConfig) -> web.Application:
     """Build the app: load models (errors now, not at the first frame), wire routes, shutdown hooks."""
     entries, backends = _load_models(config)
-    catalog = ModelCatalog.from_entries(entries)
+    catalog = ModelCatalog(entries, backends)
     if config.pipeline == "swap":
-        if not catalog.names:
+        if not catalog.swap_names:
             raise ModelLoadError(f"--models {config.models_dir}: the manifest has no swap model")
         try:
             catalog.resolve(config.default_options.model)
         except ServerError as exc:
             raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
     metrics = ServerMetrics()
-    swap_backends = {name: backends[name] for name in catalog.names}
+    swap_backends = {name: backends[name] for name in catalog.swap_names}
     batcher = None
     if config.pipeline == "swap":
         def on_batch(n: int) -> None:

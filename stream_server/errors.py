@@ -2,13 +2,14 @@
 
 ServerError (SwapstreamError)
  +-- ConfigError       a flag or SWAPSTREAM_* variable with a bad value (names it)
- +-- ModelLoadError    a manifest or model file missing, corrupt, mismatched (names the file)
+ +-- ModelLoadError    a model file missing, corrupt or not what the manifest says (names the file);
+ |                     also a swapstream.errors.ManifestError, like the manifest reader's own errors
  +-- SignalingError    a malformed offer / WHIP / WHEP request (becomes HTTP 400)
 """
 
 from __future__ import annotations
 
-from swapstream.errors import SwapstreamError
+from swapstream.errors import ManifestError, SwapstreamError
 
 
 class ServerError(SwapstreamError):
@@ -19,7 +20,7 @@ class ConfigError(ServerError):
     """A configuration value is invalid."""
 
 
-class ModelLoadError(ServerError):
+class ModelLoadError(ServerError, ManifestError):
     """A model cannot be loaded; raised at load time, never at the first frame."""
 
 

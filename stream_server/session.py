@@ -25,10 +25,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from stream_server.batching import InferenceBatcher
+from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig, SessionOptions
 from stream_server.errors import ConfigError, ServerError
 from stream_server.metrics import ServerMetrics
-from stream_server.pipeline import FramePipeline, ModelCatalog, PipelineSettings
+from stream_server.pipeline import FramePipeline, PipelineSettings
 from stream_server.tracks import FrameBroadcaster, LatestFrameReader, TimedFrame
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,14 @@
-"""The root of every error swapstream raises on purpose.
+"""The root of every error swapstream raises on purpose, and the manifest's own errors.
 
 SwapstreamError
+ +-- ManifestError                   manifest.json or a model file it names: missing, invalid, mismatched
+ |    +-- UnknownModelError          no model by that name or direction (lists the choices)
+ |    +-- stream_server.errors.ModelLoadError   (also a ServerError) a backend cannot open a model file
  +-- faces.errors.FaceError          detection / alignment / synthetic data
  |    +-- faces.errors.InputError    a path that is missing, unreadable or not media
  +-- training.errors.TrainingError   data sets, checkpoints, resume
  +-- export.errors.ExportError       ONNX / TensorRT conversion and parity
- +-- stream_server.errors.ModelLoadError, SignalingError, ...
+ +-- stream_server.errors.ServerError  ConfigError, ModelLoadError, SignalingError, ...
 
 Library code raises these; only the CLI (swapstream.cli) turns them into exit codes.
 """
@@ -15,3 +18,11 @@ from __future__ import annotations
 
 class SwapstreamError(Exception):
     """Base class: a failure with a message meant for the user."""
+
+
+class ManifestError(SwapstreamError):
+    """`manifest.json`, or a model file it names, is missing, invalid or does not match it (names the file)."""
+
+
+class UnknownModelError(ManifestError):
+    """No model answers to a name or direction; the message lists the choices."""

@@ -15,7 +15,8 @@ from export.errors import ExportError, ParityError
 from export.onnx_export import plan_graphs
 from export.parity import FP32_TOLERANCE, check_onnx_file, check_parity
 from export.real_inputs import real_face_batch
-from stream_server.inference import load_backend, load_manifest
+from stream_server.backends import load_backend
+from swapstream.manifest import read_manifest
 from training.checkpoint import load_run
 
 
@@ -47,7 +48,7 @@ def test_checker_rejects_a_broken_graph(exported_models: Path, tmp_path: Path) -
 def test_fp16_variant_within_1e_2(tiny_swap_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "models16"
     assert main([str(tiny_swap_run), "--out", str(out), "--fp16"]) == 0
-    manifest = load_manifest(out)
+    manifest = read_manifest(out)
     assert manifest.names == ["swap_a2b", "swap_b2a"]
     raw = {m["name"]: m for m in json.loads((out / "manifest.json").read_text())["models"]}
     loaded = load_run(tiny_swap_run)

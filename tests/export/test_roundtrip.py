@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from export.real_inputs import real_digit_batch, real_face_batch
-from stream_server.inference import load_backend, load_manifest
+from stream_server.backends import load_backend
+from swapstream.manifest import read_manifest
 from training.checkpoint import LoadedRun, load_run
 
 FP32_ATOL = 1e-4
@@ -77,8 +78,8 @@ def test_progress_line_per_model(export_call) -> None:
 
 @pytest.mark.parametrize("name", ["swap_a2b", "swap_b2a", "digits"])
 def test_runtime_loader_matches_pytorch(export_call, name: str) -> None:
-    manifest = load_manifest(export_call.models_dir)
-    entry = manifest.get(name)
+    manifest = read_manifest(export_call.models_dir)
+    entry = manifest.resolve(name)
     backend = load_backend(entry, manifest.models_dir)
     assert backend.provider == "CPUExecutionProvider"  # the only one installed here
     assert backend.entry is entry
@@ -102,8 +103,8 @@ def test_runtime_loader_matches_pytorch(export_call, name: str) -> None:
 
 def test_directions_differ(export_call) -> None:
     """a2b and b2a are different decoders: a swap model whose two graphs agree would swap nothing."""
-    manifest = load_manifest(export_call.models_dir)
-    face = real_face_batch(manifest.get("swap_a2b").face_size)
+    manifest = read_manifest(export_call.models_dir)
+    face = real_face_batch(manifest.resolve("swap_a2b").face_size)
     a2b = load_backend(manifest.resolve("a2b"), manifest.models_dir).run(face)[0]
     b2a = load_backend(manifest.resolve("b2a"), manifest.models_dir).run(face)[0]
     assert float(np.abs(a2b - b2a).max()) > 1e-3
@@ -112,10 +113,10 @@ def test_directions_differ(export_call) -> None:
 def test_server_loader_runs_without_torch(exported_models: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from stream_server.inference import load_manifest, load_backend\n"
-        f"m = load_manifest({str(exported_models)!r})\n"
+        "from stream_server.backends import load_models\n"
+        f"m, backends = load_models({str(exported_models)!r})\n"
         "for e in m.models:\n"
-        "    out = load_backend(e, m.models_dir).run(np.zeros((2, *e.inputs[0].shape[1:]), np.float32))\n"
+        "    out = backends[e.name].run(np.zeros((2, *e.inputs[0].shape[1:]), np.float32))\n"
         "    assert [o.shape[0] for o in out] == [2] * len(e.outputs)\n"
         "assert 'torch' not in sys.modules, 'the server side imported torch'\n"
         "print('ok', len(m.models))\n"

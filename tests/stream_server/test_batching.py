@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from stream_server.batching import InferenceBatcher
-from stream_server.inference import load_backend, load_manifest
+from stream_server.backends import load_backend
+from swapstream.manifest import read_manifest
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,7 +20,7 @@ class RecordingBackend:
     """A real backend that also records the batch sizes it was called with."""
 
     def __init__(self, models_dir: Path, name: str) -> None:
-        entry = load_manifest(models_dir).get(name)
+        entry = read_manifest(models_dir).resolve(name)
         self.backend = load_backend(entry, models_dir)
         self.batch_sizes: list[int] = []
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from stream_server.config import SessionOptions
-from stream_server.inference import load_backend, load_manifest
+from stream_server.backends import load_backend
+from stream_server.catalog import ModelCatalog
 from stream_server.mark import mark_box
-from stream_server.pipeline import RESERVED_CORNER, FramePipeline, ModelCatalog, PipelineSettings
+from stream_server.pipeline import RESERVED_CORNER, FramePipeline, PipelineSettings
+from swapstream.manifest import read_manifest
 from tests.fixtures.server import Clip
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,9 +39,9 @@ class CountingDetector:
 
 @pytest.fixture(scope="module")
 def models(tiny_models_dir: Path) -> tuple[ModelCatalog, dict[str, Any]]:
-    manifest = load_manifest(tiny_models_dir)
+    manifest = read_manifest(tiny_models_dir)
     backends = {e.name: load_backend(e, tiny_models_dir) for e in manifest.of_kind("swap")}
-    return ModelCatalog.from_entries(list(manifest.of_kind("swap"))), backends
+    return ModelCatalog(manifest.of_kind("swap"), backends), backends
 
 
 def _pipeline(models: tuple[ModelCatalog, dict[str, Any]], detectors: list[CountingDetector],
