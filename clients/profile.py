@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from clients import framecode
 from clients.errors import ClientConfigError, ConnectionFailed, MediaError
-from clients.media import PacedVideoTrack, iter_video_rgb, parse_size, probe_video
+from clients.media import PacedVideoTrack, iter_video_rgb, parse_size, probe_input
 from clients.webrtc import (
     JITTER_BUFFER_MODES,
     JitterBufferMode,
@@ -41,6 +41,7 @@ from clients.webrtc import (
     fetch_text,
     parse_options,
 )
+from swapstream.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def load_source(config: ProfileConfig) -> tuple[list[np.ndarray], float]:
         fps = config.fps or 15.0
         logger.info("rendering a synthetic face clip (%dx%d) as input", *config.size)
         return _synthetic_frames(config.size, fps), fps
-    info = probe_video(config.input)
+    info = probe_input(config.input)
     frames = list(itertools.islice(iter_video_rgb(config.input), MAX_SOURCE_FRAMES))
     if not frames:
         raise MediaError(f"--input {config.input}: no frames")
@@ -391,7 +392,7 @@ async def run_profile(config: ProfileConfig) -> dict[str, Any]:
         report["fps_out_ratio"] = round(swap_run.fps_out / echo_run.fps_out, 3) if echo_run.fps_out else None
     if config.compare_jitter_buffers:
         report["jitter_buffer_gain_ms"] = gains
-    (config.out / "report.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(config.out / "report.json", json.dumps(report, indent=2))
     title = f"swapstream profile {config.endpoint.url}: {report['input']} at {fps:g} fps"
     plot_report(runs, config.out / "latency.png", title, config.warmup_s)
     return report

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from export.errors import ExportError, TensorRTUnavailable
+from swapstream.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +108,8 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
-    _write_atomically(engine_path, bytes(memoryview(serialized)))
-    _write_atomically(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
+    atomic_write_bytes(timing_cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
 
 
 def run_engine(engine_path: Path, input_name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -144,14 +143,3 @@ def run_engine(engine_path: Path, input_name: str, batch: np.ndarray) -> dict[st
         raise ExportError(f"{engine_path}: TensorRT execution failed")
     stream.synchronize()
     return {name: buffers[name].float().cpu().numpy() for name in output_names}
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -1,12 +1,12 @@
-"""Media I/O at the project's edges: images and video frames in as RGB uint8, videos out (mp4 / y4m).
+"""Media I/O at the project's edges: images and video frames in as RGB uint8, images and videos out (png, mp4, y4m).
 
-Every failure raises `faces.errors.InputError` naming the path.
+Every failure raises `faces.errors.InputError` naming the path. Every file written appears only when complete
+(`swapstream.atomic`). The clients read their `--input` videos through `probe_video` too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from faces.errors import InputError
+from swapstream.atomic import atomic_path, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+
+    @property
+    def duration_s(self) -> float | None:
+        """Length in seconds from the frame count and rate; None when the container reports no rate."""
+        return self.frame_count / self.fps if self.fps > 0 else None
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -86,6 +92,15 @@ def list_images(folder: str | Path) -> list[Path]:
     if not images:
         raise InputError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
     return images
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an RGB uint8 image to *path* in the format its suffix names (.png, .jpg, ...), atomically."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"cannot encode an image as {path.suffix!r} for {path}")
+    return atomic_write_bytes(path, encoded.tobytes())
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
@@ -161,15 +176,10 @@ def _numbered(first: np.ndarray, rest: Iterator[np.ndarray], path: Path) -> Iter
         yield _check_frame(frame, index, first.shape, path)
 
 
-def _partial_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
     """Write RGB uint8 frames to *path*: .mp4/.mkv/.mov as H.264 (PyAV), .avi as MJPEG (OpenCV), .y4m raw.
 
-    Frames are streamed (any iterable); the file appears only when complete (written beside it, then renamed).
+    Frames are streamed (any iterable); the file appears only when complete (swapstream.atomic).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -181,11 +191,10 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
         raise InputError(f"fps must be > 0 for {path}, got {fps}")
     first, rest = _first_frame(frames, path)
     height, width = first.shape[:2]
-    tmp = _partial_path(path)
     count = 0
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".avi":
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
             if not writer.isOpened():
                 raise InputError(f"cannot open a video writer for {path}")
             try:
@@ -196,10 +205,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
                 writer.release()
         else:
             count = _write_av(tmp, _numbered(first, rest, path), fps, width, height, path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     logger.info("wrote %d frames to %s", count, path)
     return path
 
@@ -236,17 +241,11 @@ def write_y4m(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0)
     if width % 2 or height % 2:
         raise InputError(f"y4m 4:2:0 needs even frame sizes; got {width}x{height} for {path}")
     rate = _fraction(fps)
-    tmp = _partial_path(path)
-    try:
-        with open(tmp, "wb") as out:
-            out.write(f"YUV4MPEG2 W{width} H{height} F{rate[0]}:{rate[1]} Ip A1:1 C420jpeg\n".encode())
-            for frame in _numbered(first, rest, path):
-                out.write(b"FRAME\n")
-                out.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{rate[0]}:{rate[1]} Ip A1:1 C420jpeg\n".encode())
+        for frame in _numbered(first, rest, path):
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
     return path
 
 
