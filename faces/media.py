@@ -11,11 +11,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import InputError
+from faces.types import ImageRGB
 from swapstream.atomic import atomic_path, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -45,14 +48,15 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _decode(path: Path, flags: int) -> np.ndarray | None:
+def _decode(path: Path, flags: int) -> npt.NDArray[np.uint8] | None:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         return None
-    return cv2.imdecode(data, flags)
+    # OpenCV's stubs promise a Mat; imdecode gives None for data it cannot decode, else 8-bit for these flags.
+    return cast("npt.NDArray[np.uint8] | None", cv2.imdecode(data, flags))
 
 
 def _check_file(path: str | Path, what: str) -> Path:
@@ -64,13 +68,13 @@ def _check_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path) -> ImageRGB:
     """The image at *path* as RGB uint8 HxWx3 (grey and alpha images are converted)."""
     path = _check_file(path, "image")
     bgr = _decode(path, cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"not a readable image: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def check_image(path: str | Path) -> Path:
@@ -94,7 +98,7 @@ def list_images(folder: str | Path) -> list[Path]:
     return images
 
 
-def write_image(path: str | Path, rgb: np.ndarray) -> Path:
+def write_image(path: str | Path, rgb: ImageRGB) -> Path:
     """Write an RGB uint8 image to *path* in the format its suffix names (.png, .jpg, ...), atomically."""
     path = Path(path)
     ok, encoded = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -127,7 +131,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(path=path, frame_count=max(count, 1), fps=fps, width=width, height=height)
 
 
-def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Iterator[tuple[int, ImageRGB]]:
     """Yield (frame index, RGB uint8 frame) for frames start, start+every, ... of the video at *path*.
 
     Frames that are skipped are grabbed, not decoded. Raises InputError if the video cannot be opened.
@@ -144,7 +148,7 @@ def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Itera
                 ok, frame = capture.read()
                 if not ok or frame is None:
                     return
-                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                yield index, np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
             elif not capture.grab():
                 return
             index += 1
@@ -152,14 +156,14 @@ def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Itera
         capture.release()
 
 
-def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...], path: Path) -> np.ndarray:
+def _check_frame(frame: object, index: int, shape: tuple[int, ...], path: Path) -> ImageRGB:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != shape:
         got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise InputError(f"frame {index} for {path} must be RGB uint8 {shape[0]}x{shape[1]}x3, got {got}")
     return frame
 
 
-def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+def _first_frame(frames: Iterable[ImageRGB], path: Path) -> tuple[ImageRGB, Iterator[ImageRGB]]:
     iterator = iter(frames)
     first = next(iterator, None)
     if first is None:
@@ -169,14 +173,14 @@ def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, 
     return first, iterator
 
 
-def _numbered(first: np.ndarray, rest: Iterator[np.ndarray], path: Path) -> Iterator[np.ndarray]:
+def _numbered(first: ImageRGB, rest: Iterator[ImageRGB], path: Path) -> Iterator[ImageRGB]:
     """All frames, each checked to have the first frame's shape."""
     yield first
     for index, frame in enumerate(rest, start=1):
         yield _check_frame(frame, index, first.shape, path)
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+def write_video(path: str | Path, frames: Iterable[ImageRGB], fps: float = 30.0) -> Path:
     """Write RGB uint8 frames to *path*: .mp4/.mkv/.mov as H.264 (PyAV), .avi as MJPEG (OpenCV), .y4m raw.
 
     Frames are streamed (any iterable); the file appears only when complete (swapstream.atomic).
@@ -209,7 +213,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
     return path
 
 
-def _write_av(tmp: Path, frames: Iterator[np.ndarray], fps: float, width: int, height: int, path: Path) -> int:
+def _write_av(tmp: Path, frames: Iterator[ImageRGB], fps: float, width: int, height: int, path: Path) -> int:
     import av  # imported here: only the writer needs it
 
     if width % 2 or height % 2:
@@ -233,7 +237,7 @@ def _write_av(tmp: Path, frames: Iterator[np.ndarray], fps: float, width: int, h
     return count
 
 
-def write_y4m(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+def write_y4m(path: str | Path, frames: Iterable[ImageRGB], fps: float = 30.0) -> Path:
     """Write RGB uint8 frames as YUV4MPEG2 (4:2:0), the format chromium's --use-file-for-fake-video-capture reads."""
     path = Path(path)
     first, rest = _first_frame(frames, path)

@@ -16,9 +16,8 @@ import numpy.typing as npt
 
 from faces.synthetic.controls import Expression
 from faces.synthetic.geometry import HeadGeometry
-from faces.synthetic.texture import TEXELS_PER_UNIT, Float32Array, TexturePainter
-
-Float64Array = npt.NDArray[np.float64]
+from faces.synthetic.texture import TEXELS_PER_UNIT, TexturePainter
+from faces.types import Float32Array, Float64Array
 
 
 class FeaturePainter:

@@ -16,8 +16,7 @@ import numpy.typing as npt
 
 from faces.synthetic.controls import Expression, Pose
 from faces.synthetic.identity import Identity
-
-Float64Array = npt.NDArray[np.float64]
+from faces.types import Float64Array
 
 
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> Float64Array:

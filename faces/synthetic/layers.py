@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from faces.synthetic.geometry import HeadGeometry
 from faces.synthetic.identity import Identity
 from faces.synthetic.raycast import Camera, Region, intersect_ellipsoid, pixel_region, view_rays
 from faces.synthetic.shading import Light, blend, shade
 from faces.synthetic.texture import FaceTextures, texture_coordinates
-
-Float32Array = npt.NDArray[np.float32]
+from faces.types import Float32Array
 
 
 def draw_head(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from faces.errors import FaceError
 from faces.media import write_video
@@ -21,8 +20,7 @@ from faces.synthetic.background import make_background
 from faces.synthetic.controls import Expression, Lighting, Pose, SyntheticFrame
 from faces.synthetic.identity import Identity
 from faces.synthetic.renderer import FaceRenderer
-
-Float64Array = npt.NDArray[np.float64]
+from faces.types import Float64Array
 
 
 @dataclass(frozen=True)

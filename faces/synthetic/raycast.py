@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-Float32Array = npt.NDArray[np.float32]
-Float64Array = npt.NDArray[np.float64]
+from faces.types import Float32Array, Float64Array
+
 Region = tuple[int, int, int, int]
 """A pixel rectangle (x0, y0, x1, y1), x1 and y1 exclusive."""
 

@@ -21,8 +21,8 @@ from faces.synthetic.layers import draw_body, draw_hair_shell, draw_head
 from faces.synthetic.raycast import Camera
 from faces.synthetic.shading import Light
 from faces.synthetic.texture import TexturePainter, identity_seed, paint_textures
+from faces.types import Float32Array
 
-Float32Array = npt.NDArray[np.float32]
 
 NOISE_SIGMA = 1.6 / 255
 """Standard deviation of the sensor noise added to every frame (RGB in [0, 1])."""

@@ -11,8 +11,7 @@ import numpy.typing as npt
 
 from faces.synthetic.controls import Lighting
 from faces.synthetic.raycast import Region
-
-Float32Array = npt.NDArray[np.float32]
+from faces.types import Float32Array
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,13 +19,13 @@ import numpy.typing as npt
 
 from faces.synthetic.geometry import HeadGeometry, gauss
 from faces.synthetic.identity import Identity
+from faces.types import Float32Array
 
 TEXELS_PER_UNIT = 200
 """Texture resolution: texels per head unit (a 640x480 frame shows about 100 px per unit)."""
 HAIR_SHELL_TEXELS = 512
 """Side of the hair shell's texture (it wraps a larger ellipsoid behind the head)."""
 
-Float32Array = npt.NDArray[np.float32]
 Colour = tuple[float, ...]
 
 
