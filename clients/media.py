@@ -28,7 +28,7 @@ DEFAULT_FPS = 30.0
 
 
 def probe_input(path: Path) -> VideoInfo:
-    """`faces.media.probe_video` for an `--input` flag: MediaError names the flag; an unknown frame rate reads as 30 fps."""
+    """`faces.media.probe_video` for an `--input` flag: MediaError names the flag; an unknown rate reads as 30 fps."""
     try:
         info = probe_video(path)
     except InputError as exc:

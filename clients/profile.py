@@ -213,7 +213,7 @@ RETURN_TIMEOUT_S = 10.0  # no frame back for this long while sending: the server
 TAIL_WAIT_S = 1.5  # after the last frame left: how long to wait for frames still on their way
 
 
-async def _next_returned_frame(video: Any, finished: asyncio.Event, endpoint: ServerEndpoint) -> Any | None:
+async def _next_returned_frame(video: Any, finished: asyncio.Event, source: str) -> Any | None:
     """The next returned frame; None once the track ended, or TAIL_WAIT_S after the last frame was sent.
 
     The tail wait counts from the moment sending ends, not from the call: the stock jitter buffer never releases
@@ -229,7 +229,7 @@ async def _next_returned_frame(video: Any, finished: asyncio.Event, endpoint: Se
             finally:
                 sending_ends.cancel()
             if not receive.done() and not finished.is_set():
-                raise ConnectionFailed(f"{endpoint.url}: no video came back for {RETURN_TIMEOUT_S:.0f} s")
+                raise ConnectionFailed(f"{source}: no video came back for {RETURN_TIMEOUT_S:.0f} s")
         if not receive.done():
             await asyncio.wait({receive}, timeout=TAIL_WAIT_S)
         if not receive.done():
@@ -243,55 +243,77 @@ async def _next_returned_frame(video: Any, finished: asyncio.Event, endpoint: Se
             await asyncio.gather(receive, return_exceptions=True)
 
 
-async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndarray], fps: float,
-                      config: ProfileConfig, options: dict[str, Any]) -> RunReport:
-    """Stream the stamped frames for config.seconds and time every frame that comes back."""
-    count = max(1, round(config.seconds * fps))
-    track = PacedVideoTrack(_looped(frames, count), fps, prepare=lambda index, rgb: framecode.stamp(rgb, index))
-    report = RunReport(label=label, url=endpoint.url, options=options)
-    before = await _scrape(endpoint)
+def stamped_track(frames: list[np.ndarray], fps: float, count: int) -> PacedVideoTrack:
+    """An outgoing track of `count` frames looped from `frames` at `fps`, each stamped with its number."""
+    return PacedVideoTrack(_looped(frames, count), fps, prepare=lambda index, rgb: framecode.stamp(rgb, index))
+
+
+async def collect_round_trips(video: Any, track: PacedVideoTrack, report: RunReport, source: str,
+                              count: int, seconds: float) -> list[float]:
+    """Time every frame that comes back on `video` until sending has ended and the tail has arrived.
+
+    Adds a FrameSample per returned frame whose number was read (once per number) to `report`; returns the
+    arrival time of every returned frame. `source` names the far end in errors; the track sends `count` frames
+    in `seconds`.
+    """
     received_at: list[float] = []
     seen: set[int] = set()
-    progress = tqdm(total=count, unit="frame", desc=f"profile {label}", disable=None)
+    progress = tqdm(total=count, unit="frame", desc=f"profile {report.label}", disable=None)
     try:
-        async with SwapPeer(endpoint, send=track, options=options, jitter_buffer=config.jitter_buffer) as peer:
-            assert peer.video is not None
-            report.jitter_buffer = "marker" if peer.jitter_buffer_installed else "stock"
-            deadline = time.monotonic() + config.seconds + 30.0
-            while time.monotonic() < deadline:
-                frame = await _next_returned_frame(peer.video, track.finished, endpoint)
-                if frame is None:
-                    break
-                arrived = time.monotonic()
-                received_at.append(arrived)
-                code = framecode.read(frame.to_ndarray(format="rgb24"))
-                if code is None:
-                    continue
-                report.frames_decoded += 1
-                number = framecode.unwrap(code, max(track.frames_sent - 1, 0))
-                sent = track.sent_at.get(number)
-                if sent is None or number in seen:
-                    continue
-                seen.add(number)
-                progress.update(1)
-                report.samples.append(FrameSample(number, sent - track.sent_at[0], (arrived - sent) * 1000.0))
+        deadline = time.monotonic() + seconds + 30.0
+        while time.monotonic() < deadline:
+            frame = await _next_returned_frame(video, track.finished, source)
+            if frame is None:
+                break
+            arrived = time.monotonic()
+            received_at.append(arrived)
+            code = framecode.read(frame.to_ndarray(format="rgb24"))
+            if code is None:
+                continue
+            report.frames_decoded += 1
+            number = framecode.unwrap(code, max(track.frames_sent - 1, 0))
+            sent = track.sent_at.get(number)
+            if sent is None or number in seen:
+                continue
+            seen.add(number)
+            progress.update(1)
+            report.samples.append(FrameSample(number, sent - track.sent_at[0], (arrived - sent) * 1000.0))
     finally:
         progress.close()
-    after = await _scrape(endpoint)
+    return received_at
+
+
+def summarize_run(report: RunReport, track: PacedVideoTrack, received_at: list[float], warmup_s: float) -> None:
+    """Fill in the run's counts, rates over the steady window and latency percentiles after the warm-up."""
     report.frames_sent = track.frames_sent
     report.frames_received = len(received_at)
-    report.frames_unique = len(seen)
+    report.frames_unique = len(report.samples)
     report.frames_dropped = report.frames_sent - report.frames_unique
     report.decode_rate = round(report.frames_decoded / report.frames_received, 4) if received_at else 0.0
     # Rates over the steady window: from the end of the warm-up to the last frame sent.
     sent_times = sorted(track.sent_at.values())
     if len(sent_times) > 1:
-        start, end = sent_times[0] + config.warmup_s, sent_times[-1]
+        start, end = sent_times[0] + warmup_s, sent_times[-1]
         if end > start:
             report.fps_in = round(sum(start <= t <= end for t in sent_times) / (end - start), 2)
             report.fps_out = round(sum(start <= t <= end for t in received_at) / (end - start), 2)
-    steady = [s.latency_ms for s in report.samples if s.sent_s >= config.warmup_s]
+    steady = [s.latency_ms for s in report.samples if s.sent_s >= warmup_s]
     report.latency_ms = percentiles(steady)
+
+
+async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndarray], fps: float,
+                      config: ProfileConfig, options: dict[str, Any]) -> RunReport:
+    """Stream the stamped frames to the server for config.seconds and time every frame that comes back."""
+    count = max(1, round(config.seconds * fps))
+    track = stamped_track(frames, fps, count)
+    report = RunReport(label=label, url=endpoint.url, options=options)
+    before = await _scrape(endpoint)
+    async with SwapPeer(endpoint, send=track, options=options, jitter_buffer=config.jitter_buffer) as peer:
+        assert peer.video is not None
+        report.jitter_buffer = "marker" if peer.jitter_buffer_installed else "stock"
+        received_at = await collect_round_trips(peer.video, track, report, endpoint.url, count, config.seconds)
+    after = await _scrape(endpoint)
+    summarize_run(report, track, received_at, config.warmup_s)
     if before is not None and after is not None:
         report.server_stage_ms = stage_means(before, after)
         added = stage_means(before, after, "swapstream_added_latency_ms")

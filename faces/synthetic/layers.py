@@ -88,7 +88,8 @@ def draw_hair_shell(image: Float32Array, identity: Identity, hair_shell: Float32
     origins, direction = view_rays(region, camera)
     hits, chord = intersect_ellipsoid(origins, direction, axes, offset, 0.0)
     local = [(hits[i] - np.float32(offset[i])) / np.float32(axes[i]) for i in range(3)]
-    normal = np.stack([local[i] / np.float32(axes[i]) for i in range(3)], axis=-1) @ camera.rotation.T.astype(np.float32)
+    to_camera = camera.rotation.T.astype(np.float32)
+    normal = np.stack([local[i] / np.float32(axes[i]) for i in range(3)], axis=-1) @ to_camera
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True) + 1e-6
     shading, spec = shade(normal, light)
     size = hair_shell.shape[0]
