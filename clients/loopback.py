@@ -1,8 +1,8 @@
 """The receive path alone, measured: an in-process echo peer over loopback, timed by the profiler's own pieces.
 
 Two aiortc peers in this process, no server: the client sends frames stamped with their number
-(`clients.profile.stamped_track`, `clients.framecode`), an echo peer sends every received frame straight back, and
-the client times each frame's round trip from the number it reads back (`clients.profile.collect_round_trips`).
+(`clients.roundtrip.stamped_track`, `clients.framecode`), an echo peer sends every received frame straight back,
+and the client times each frame's round trip from the number it reads back (`clients.roundtrip`).
 Both video receivers use the jitter buffer under test (`clients.webrtc.install_jitter_buffer`), so the figures
 show what the marker buffer saves at each aiortc receiver. Used by bench/jitter_latency.py and
 tests/rtc/test_jitterbuffer_e2e.py; `swapstream profile` measures the same way through a real server.
@@ -21,7 +21,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from clients import framecode
 from clients.errors import ConnectionFailed
-from clients.profile import RunReport, collect_round_trips, stamped_track, summarize_run
+from clients.roundtrip import RunReport, collect_round_trips, stamped_track, summarize_run
 from clients.webrtc import JitterBufferMode, install_jitter_buffer
 
 LOOPBACK = "loopback echo peer"

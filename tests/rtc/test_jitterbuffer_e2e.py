@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 import pytest
 
 from clients import framecode
