@@ -1,8 +1,9 @@
 """Echo round trip over loopback WebRTC with the marker and the stock jitter buffer, side by side.
 
-Two aiortc peers in one process: a client sends numbered frames, an echo peer sends each received frame
-back, the client reads the number and times the round trip. Both video receivers use the chosen buffer.
-Runs alternate marker, stock, marker, stock... so machine noise falls on both modes alike.
+Two aiortc peers in one process (clients.loopback): the client sends frames stamped with their number
+(clients.framecode, as `swapstream profile` does), an echo peer sends each received frame back, the client reads
+the number and times the round trip (clients.profile). Both video receivers use the chosen buffer. Runs
+alternate marker, stock, marker, stock... so machine noise falls on both modes alike.
 
     PYTHONPATH=. .venv/bin/python bench/jitter_latency.py --seconds 10 --pairs 3 --fps 15 --size 640x480
 """
@@ -19,7 +20,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tests.rtc.test_jitterbuffer_e2e import EchoSettings, RunResult, echo_run, summarize
+from clients import framecode
+from clients.loopback import EchoRun, interleaved_runs, moving_texture, summarize_mode
+from swapstream.atomic import atomic_write_text
+
+MAX_DISTINCT_FRAMES = 90  # longer runs loop the texture back and forth (memory: 0.9 MB per 640x480 frame)
 
 
 @dataclass(frozen=True)
@@ -38,18 +43,21 @@ class BenchConfig:
             raise ValueError(f"--seconds must be more than 1, got {self.seconds}")
         if self.pairs < 1:
             raise ValueError(f"--pairs must be at least 1, got {self.pairs}")
+        if not 1 <= self.fps <= 60:
+            raise ValueError(f"--fps must be in [1, 60], got {self.fps}")
+        too_small = self.width < framecode.CODE_WIDTH or self.height < 2 * framecode.CODE_HEIGHT
+        if too_small or self.width % 4 or self.height % 4:
+            raise ValueError(f"--size {self.width}x{self.height} too small or not a multiple of 4")
 
-    def settings(self) -> EchoSettings:
-        try:
-            return EchoSettings(
-                frame_count=int(self.seconds * self.fps),
-                fps=self.fps,
-                width=self.width,
-                height=self.height,
-                warmup_frames=self.fps,  # the first second: keyframe and bitrate ramp-up
-            )
-        except ValueError as exc:
-            raise ValueError(f"--seconds/--fps/--size: {exc}") from exc
+    @property
+    def frame_count(self) -> int:
+        """Frames sent per run."""
+        return int(self.seconds * self.fps)
+
+    @property
+    def warmup_frames(self) -> int:
+        """The first second: keyframe and bitrate ramp-up, left out of the figures."""
+        return self.fps
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -71,32 +79,31 @@ def parse_args(argv: list[str]) -> BenchConfig:
         raise  # unreachable: parser.error exits
 
 
-async def run_bench(config: BenchConfig) -> list[RunResult]:
-    settings = config.settings()
-    runs: list[RunResult] = []
+async def run_bench(config: BenchConfig) -> list[EchoRun]:
+    frames = moving_texture((config.width, config.height), min(config.frame_count, MAX_DISTINCT_FRAMES))
     with tqdm(total=2 * config.pairs, desc="echo runs", unit="run") as progress:
-        for _ in range(config.pairs):
-            for mode in ("marker", "stock"):
-                runs.append(await echo_run(mode, settings))
-                progress.update()
-    return runs
+        return await interleaved_runs(config.pairs, frames, config.fps, config.frame_count,
+                                      on_run=lambda _: progress.update())
 
 
 def main(argv: list[str]) -> int:
     config = parse_args(argv)
     runs = asyncio.run(run_bench(config))
-    marker, stock = summarize(runs, "marker"), summarize(runs, "stock")
+    marker = summarize_mode(runs, "marker", config.warmup_frames)
+    stock = summarize_mode(runs, "stock", config.warmup_frames)
     print(f"echo round trip, {config.width}x{config.height} @ {config.fps} fps, loopback, "
           f"{config.pairs} x {config.seconds:g} s per mode (first second left out)")
     print(f"{'buffer':8} {'p50 ms':>8} {'p95 ms':>8} {'frames back':>12}")
     for summary in (marker, stock):
         back = sum(summary.frames_back)
-        print(f"{summary.mode:8} {summary.p50_ms:8.1f} {summary.p95_ms:8.1f} {back:>6}/{summary.frames_sent * config.pairs}")
+        sent = summary.frames_sent * config.pairs
+        print(f"{summary.mode:8} {summary.p50_ms:8.1f} {summary.p95_ms:8.1f} {back:>6}/{sent}")
     print(f"gain at p50: {stock.p50_ms - marker.p50_ms:.1f} ms (one frame interval = {1000 / config.fps:.1f} ms)")
     if config.json_out is not None:
-        config.json_out.write_text(
+        atomic_write_text(
+            config.json_out,
             json.dumps({"config": {**dataclasses.asdict(config), "json_out": str(config.json_out)},
-                        "marker": dataclasses.asdict(marker), "stock": dataclasses.asdict(stock)}, indent=2)
+                        "marker": dataclasses.asdict(marker), "stock": dataclasses.asdict(stock)}, indent=2),
         )
     return 0
 

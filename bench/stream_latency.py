@@ -1,10 +1,10 @@
 """Round-trip latency and output fps of the stream server, echo vs swap, over loopback WebRTC.
 
-For each mode the script starts `swapstream serve --pipeline MODE` in its own process, sends the same 640x480
-video from an aiortc client through POST /offer for N seconds at a fixed frame rate, and reads each returned
-frame's number from a code stamped in its top-left 200x24 px (the corner the server never draws on). Latency
-is per frame: handed to the client's encoder -> decoded back at the client. The swap mode's figures minus the
-echo mode's are the latency the face swap adds.
+For each mode the script starts `swapstream serve --pipeline MODE` in its own process and measures it with the
+profiler's own loop (`clients.profile.measure_run`): the same 640x480 video sent through POST /offer for N
+seconds at a fixed frame rate, each frame's number stamped in its top-left 200x24 px (`clients.framecode`, the
+corner the server never draws on) and read back. Latency is per frame: handed to the client's encoder -> decoded
+back at the client. The swap mode's figures minus the echo mode's are the latency the face swap adds.
 
     python bench/stream_latency.py --models models/demo --seconds 20
 
@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,9 +26,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,58 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
-from av import VideoFrame  # noqa: E402
-
-CODE_BITS = 10
-CODE_CELL = 20
-CODE_HEIGHT = 24
-VIDEO_CLOCK = 90_000
+from clients.profile import ProfileConfig, measure_run  # noqa: E402
+from clients.webrtc import JitterBufferMode, ServerEndpoint  # noqa: E402
 
 logger = logging.getLogger("bench.stream_latency")
-
-
-def stamp(rgb: np.ndarray, index: int) -> np.ndarray:
-    for bit in range(CODE_BITS):
-        rgb[:CODE_HEIGHT, bit * CODE_CELL:(bit + 1) * CODE_CELL] = 255 if (index >> bit) & 1 else 0
-    return rgb
-
-
-def read_code(rgb: np.ndarray) -> int:
-    value = 0
-    for bit in range(CODE_BITS):
-        if rgb[6:CODE_HEIGHT - 6, bit * CODE_CELL + 5:(bit + 1) * CODE_CELL - 5].mean() > 128:
-            value |= 1 << bit
-    return value
-
-
-class PacedTrack(MediaStreamTrack):
-    """Sends frames in a loop at a fixed rate, stamping each with its number; remembers when each left."""
-
-    kind = "video"
-
-    def __init__(self, frames: list[np.ndarray], fps: float) -> None:
-        super().__init__()
-        self.frames, self.fps = frames, fps
-        self.index = 0
-        self.start: float | None = None
-        self.sent_at: dict[int, float] = {}
-
-    async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.start is None:
-            self.start = time.monotonic()
-        delay = self.start + self.index / self.fps - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        index = self.index
-        self.index += 1
-        frame = VideoFrame.from_ndarray(stamp(self.frames[index % len(self.frames)].copy(), index), format="rgb24")
-        frame.pts, frame.time_base = int(round(index * VIDEO_CLOCK / self.fps)), Fraction(1, VIDEO_CLOCK)
-        self.sent_at[index] = time.monotonic()
-        return frame
 
 
 @dataclass
@@ -150,85 +99,18 @@ def stop_server(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def parse_stage_means(metrics: str) -> tuple[dict[str, float], float | None]:
-    sums = {m[0]: float(m[1]) for m in re.findall(r'^swapstream_stage_duration_ms_sum\{stage="(\w+)"\} (\S+)$',
-                                                  metrics, re.M)}
-    counts = {m[0]: float(m[1]) for m in re.findall(r'^swapstream_stage_duration_ms_count\{stage="(\w+)"\} (\S+)$',
-                                                    metrics, re.M)}
-    stages = {s: round(sums[s] / counts[s], 2) for s in sums if counts.get(s)}
-    added_sum = re.search(r"^swapstream_added_latency_ms_sum (\S+)$", metrics, re.M)
-    added_count = re.search(r"^swapstream_added_latency_ms_count (\S+)$", metrics, re.M)
-    added = None
-    if added_sum and added_count and float(added_count.group(1)) > 0:
-        added = round(float(added_sum.group(1)) / float(added_count.group(1)), 2)
-    return stages, added
-
-
-async def measure(base_url: str, frames: list[np.ndarray], args: argparse.Namespace,
-                  jitter_buffer: str) -> tuple[dict[int, float], dict[int, float]]:
-    """Stream for args.seconds; returns (sent_at, arrived_at) by frame number."""
-    import aiohttp
-
-    pc = RTCPeerConnection()
-    source = PacedTrack(frames, args.fps)
-    transceiver = pc.addTransceiver(source, direction="sendrecv")
-    try:
-        from rtc.jitterbuffer import install_on_receiver
-
-        install_on_receiver(transceiver.receiver, jitter_buffer)
-    except ImportError:
-        logger.warning("rtc.jitterbuffer missing: the client keeps aiortc's stock jitter buffer")
-    arrived_at: dict[int, float] = {}
-    done = asyncio.Event()
-
-    async def collect(track: MediaStreamTrack) -> None:
-        try:
-            while not done.is_set():
-                frame = await track.recv()
-                now = time.monotonic()
-                code = read_code(frame.to_ndarray(format="rgb24"))
-                latest = source.index - 1
-                number = latest - ((latest - code) % (1 << CODE_BITS))  # unwrap the 10-bit code
-                arrived_at.setdefault(number, now)
-        except MediaStreamError:
-            pass
-
-    tasks: list[asyncio.Task[None]] = []
-    pc.on("track", lambda track: tasks.append(asyncio.ensure_future(collect(track))))
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http:
-        async with http.post(base_url + "offer", json={"sdp": pc.localDescription.sdp, "type": "offer",
-                                                        "options": {}}) as response:
-            reply = await response.json()
-            if response.status != 200:
-                raise SystemExit(f"/offer failed: {response.status} {reply}")
-    await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], reply["type"]))
-    await asyncio.sleep(args.seconds)
-    done.set()
-    await asyncio.sleep(0.5)  # let frames in flight arrive
-    source.stop()
-    await pc.close()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return dict(source.sent_at), arrived_at
-
-
-def summarise(mode: str, jitter_buffer: str, provider: str, sent_at: dict[int, float], arrived_at: dict[int, float],
-              args: argparse.Namespace, metrics: str) -> ModeResult:
-    warm = args.warmup * args.fps  # frames sent during warm-up are left out
-    last_sent = max(sent_at) if sent_at else 0
-    window = [i for i in sent_at if warm <= i <= last_sent - args.fps * 0.5]
-    received = [i for i in window if i in arrived_at]
-    latencies = np.array([(arrived_at[i] - sent_at[i]) * 1000 for i in received])
-    duration = (sent_at[window[-1]] - sent_at[window[0]]) if len(window) > 1 else 1.0
-    stages, added = parse_stage_means(metrics)
+async def measure(mode: str, base_url: str, provider: str, frames: list[np.ndarray], args: argparse.Namespace,
+                  jitter_buffer: JitterBufferMode) -> ModeResult:
+    """Stream for args.seconds with the profiler's loop; the figures leave out args.warmup seconds at the start."""
+    config = ProfileConfig(endpoint=ServerEndpoint(base_url), out=Path("."), seconds=args.seconds, fps=args.fps,
+                           size=args.size, jitter_buffer=jitter_buffer, warmup_s=args.warmup)
+    report = await measure_run(mode, config.endpoint, frames, args.fps, config, {})
     return ModeResult(
-        mode=mode, jitter_buffer=jitter_buffer, provider=provider, seconds=round(duration, 2), frames_sent=len(window),
-        frames_received=len(received), fps_out=round(len(received) / duration, 2),
-        latency_ms_p50=round(float(np.percentile(latencies, 50)), 1) if len(latencies) else float("nan"),
-        latency_ms_p95=round(float(np.percentile(latencies, 95)), 1) if len(latencies) else float("nan"),
-        server_stage_ms=stages, server_added_ms_mean=added)
+        mode=mode, jitter_buffer=jitter_buffer, provider=provider, seconds=round(args.seconds - args.warmup, 2),
+        frames_sent=report.frames_sent, frames_received=report.frames_unique, fps_out=report.fps_out,
+        latency_ms_p50=report.latency_ms.get("p50", float("nan")),
+        latency_ms_p95=report.latency_ms.get("p95", float("nan")),
+        server_stage_ms=report.server_stage_ms, server_added_ms_mean=report.server_added_ms)
 
 
 def load_frames(args: argparse.Namespace) -> list[np.ndarray]:
@@ -293,11 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             health = json.loads(_get(f"http://127.0.0.1:{port}/healthz"))
             logger.info("%s (%s jitter buffer): streaming %.0f s of %dx%d at %.0f fps (provider %s)", mode,
                         jitter_buffer, args.seconds, *args.size, args.fps, health["provider"])
-            sent_at, arrived_at = asyncio.run(measure(f"http://127.0.0.1:{port}/", frames, args, jitter_buffer))
-            metrics = _get(f"http://127.0.0.1:{port}/metrics")
+            results.append(asyncio.run(measure(mode, f"http://127.0.0.1:{port}", health["provider"], frames, args,
+                                               jitter_buffer)))
         finally:
             stop_server(server)
-        results.append(summarise(mode, jitter_buffer, health["provider"], sent_at, arrived_at, args, metrics))
 
     echo, swap = results[0], results[1]
     print(f"\nstream latency, {args.size[0]}x{args.size[1]} @ {args.fps:g} fps in, {args.seconds:g} s per mode, "

@@ -9,7 +9,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -17,45 +17,23 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from clients.errors import MediaError
+from faces.errors import InputError
+from faces.media import VideoInfo, probe_video
 
 logger = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+DEFAULT_FPS = 30.0
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the client needs to know about an input video."""
-
-    path: Path
-    width: int
-    height: int
-    fps: float
-    frames: int | None
-    duration_s: float | None
-
-
-def probe_video(path: Path) -> VideoInfo:
-    """Size, frame rate and length of a video file; MediaError names the file when it is not a video."""
-    if not path.is_file():
-        raise MediaError(f"--input {path}: no such file")
+def probe_input(path: Path) -> VideoInfo:
+    """`faces.media.probe_video` for an `--input` flag: MediaError names the flag; an unknown rate reads as 30 fps."""
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"--input {path}: the file has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else 30.0
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            return VideoInfo(path, stream.codec_context.width, stream.codec_context.height, fps,
-                             stream.frames or None, duration)
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"--input {path}: not a readable video: {exc}") from exc
+        info = probe_video(path)
+    except InputError as exc:
+        raise MediaError(f"--input {path}: {exc}") from exc
+    return info if info.fps > 0 else replace(info, fps=DEFAULT_FPS)
 
 
 def iter_video_rgb(path: Path) -> Iterator[np.ndarray]:

@@ -18,19 +18,16 @@ import json
 import logging
 import math
 import re
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiortc.mediastreams import MediaStreamError
-from tqdm import tqdm
 
 from clients import framecode
 from clients.errors import ClientConfigError, ConnectionFailed, MediaError
-from clients.media import PacedVideoTrack, iter_video_rgb, parse_size, probe_video
+from clients.media import iter_video_rgb, parse_size, probe_input
+from clients.roundtrip import RunReport, collect_round_trips, stamped_track, summarize_run
 from clients.webrtc import (
     JITTER_BUFFER_MODES,
     JitterBufferMode,
@@ -41,6 +38,7 @@ from clients.webrtc import (
     fetch_text,
     parse_options,
 )
+from swapstream.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -83,58 +81,6 @@ class ProfileConfig:
             raise ClientConfigError(f"--warmup must be in [0, --seconds), got {self.warmup_s}")
         if self.out.exists() and not self.out.is_dir():
             raise ClientConfigError(f"--out {self.out} is a file; give a folder")
-
-
-@dataclass(frozen=True)
-class FrameSample:
-    """One returned frame: which sent frame it was and how long its round trip took."""
-
-    number: int
-    sent_s: float
-    latency_ms: float
-
-
-@dataclass
-class RunReport:
-    """The figures of one measured run (swap, or the echo baseline)."""
-
-    label: str
-    url: str
-    options: dict[str, Any]
-    frames_sent: int = 0
-    frames_received: int = 0
-    frames_decoded: int = 0
-    frames_unique: int = 0
-    frames_dropped: int = 0
-    decode_rate: float = 0.0
-    fps_in: float = 0.0
-    fps_out: float = 0.0
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    server_stage_ms: dict[str, float] = field(default_factory=dict)
-    server_added_ms: float | None = None
-    jitter_buffer: str = "stock"
-    samples: list[FrameSample] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["samples"] = [[s.number, round(s.sent_s, 4), round(s.latency_ms, 2)] for s in self.samples]
-        return data
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50/p95/p99, mean, min and max of a list of milliseconds (empty dict when there is nothing to summarise)."""
-    if not values:
-        return {}
-    array = np.asarray(values, dtype=np.float64)
-    return {
-        "p50": round(float(np.percentile(array, 50)), 2),
-        "p95": round(float(np.percentile(array, 95)), 2),
-        "p99": round(float(np.percentile(array, 99)), 2),
-        "mean": round(float(array.mean()), 2),
-        "min": round(float(array.min()), 2),
-        "max": round(float(array.max()), 2),
-        "count": int(array.size),
-    }
 
 
 _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
@@ -185,19 +131,13 @@ def load_source(config: ProfileConfig) -> tuple[list[np.ndarray], float]:
         fps = config.fps or 15.0
         logger.info("rendering a synthetic face clip (%dx%d) as input", *config.size)
         return _synthetic_frames(config.size, fps), fps
-    info = probe_video(config.input)
+    info = probe_input(config.input)
     frames = list(itertools.islice(iter_video_rgb(config.input), MAX_SOURCE_FRAMES))
     if not frames:
         raise MediaError(f"--input {config.input}: no frames")
     if frames[0].shape[1] < framecode.CODE_WIDTH or frames[0].shape[0] < framecode.CODE_HEIGHT:
         raise MediaError(f"--input {config.input}: frames must be at least {framecode.CODE_WIDTH}x{framecode.CODE_HEIGHT}")
     return frames, config.fps or info.fps
-
-
-def _looped(frames: list[np.ndarray], count: int) -> Iterator[np.ndarray]:
-    cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames
-    for index in range(count):
-        yield cycle[index % len(cycle)].copy()
 
 
 async def _scrape(endpoint: ServerEndpoint) -> dict | None:
@@ -208,89 +148,19 @@ async def _scrape(endpoint: ServerEndpoint) -> dict | None:
         return None
 
 
-RETURN_TIMEOUT_S = 10.0  # no frame back for this long while sending: the server is not answering
-TAIL_WAIT_S = 1.5  # after the last frame left: how long to wait for frames still on their way
-
-
-async def _next_returned_frame(video: Any, finished: asyncio.Event, endpoint: ServerEndpoint) -> Any | None:
-    """The next returned frame; None once the track ended, or TAIL_WAIT_S after the last frame was sent.
-
-    The tail wait counts from the moment sending ends, not from the call: the stock jitter buffer never releases
-    the last frame, and a 10 s wait begun just before the end would add that much to every stock run.
-    """
-    receive = asyncio.ensure_future(video.recv())
-    try:
-        if not finished.is_set():
-            sending_ends = asyncio.ensure_future(finished.wait())
-            try:
-                await asyncio.wait({receive, sending_ends}, timeout=RETURN_TIMEOUT_S,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sending_ends.cancel()
-            if not receive.done() and not finished.is_set():
-                raise ConnectionFailed(f"{endpoint.url}: no video came back for {RETURN_TIMEOUT_S:.0f} s")
-        if not receive.done():
-            await asyncio.wait({receive}, timeout=TAIL_WAIT_S)
-        if not receive.done():
-            return None
-        return receive.result()
-    except MediaStreamError:
-        return None
-    finally:
-        if not receive.done():
-            receive.cancel()
-            await asyncio.gather(receive, return_exceptions=True)
-
-
 async def measure_run(label: str, endpoint: ServerEndpoint, frames: list[np.ndarray], fps: float,
                       config: ProfileConfig, options: dict[str, Any]) -> RunReport:
-    """Stream the stamped frames for config.seconds and time every frame that comes back."""
+    """Stream the stamped frames to the server for config.seconds and time every frame that comes back."""
     count = max(1, round(config.seconds * fps))
-    track = PacedVideoTrack(_looped(frames, count), fps, prepare=lambda index, rgb: framecode.stamp(rgb, index))
+    track = stamped_track(frames, fps, count)
     report = RunReport(label=label, url=endpoint.url, options=options)
     before = await _scrape(endpoint)
-    received_at: list[float] = []
-    seen: set[int] = set()
-    progress = tqdm(total=count, unit="frame", desc=f"profile {label}", disable=None)
-    try:
-        async with SwapPeer(endpoint, send=track, options=options, jitter_buffer=config.jitter_buffer) as peer:
-            assert peer.video is not None
-            report.jitter_buffer = "marker" if peer.jitter_buffer_installed else "stock"
-            deadline = time.monotonic() + config.seconds + 30.0
-            while time.monotonic() < deadline:
-                frame = await _next_returned_frame(peer.video, track.finished, endpoint)
-                if frame is None:
-                    break
-                arrived = time.monotonic()
-                received_at.append(arrived)
-                code = framecode.read(frame.to_ndarray(format="rgb24"))
-                if code is None:
-                    continue
-                report.frames_decoded += 1
-                number = framecode.unwrap(code, max(track.frames_sent - 1, 0))
-                sent = track.sent_at.get(number)
-                if sent is None or number in seen:
-                    continue
-                seen.add(number)
-                progress.update(1)
-                report.samples.append(FrameSample(number, sent - track.sent_at[0], (arrived - sent) * 1000.0))
-    finally:
-        progress.close()
+    async with SwapPeer(endpoint, send=track, options=options, jitter_buffer=config.jitter_buffer) as peer:
+        assert peer.video is not None
+        report.jitter_buffer = "marker" if peer.jitter_buffer_installed else "stock"
+        received_at = await collect_round_trips(peer.video, track, report, endpoint.url, count, config.seconds)
     after = await _scrape(endpoint)
-    report.frames_sent = track.frames_sent
-    report.frames_received = len(received_at)
-    report.frames_unique = len(seen)
-    report.frames_dropped = report.frames_sent - report.frames_unique
-    report.decode_rate = round(report.frames_decoded / report.frames_received, 4) if received_at else 0.0
-    # Rates over the steady window: from the end of the warm-up to the last frame sent.
-    sent_times = sorted(track.sent_at.values())
-    if len(sent_times) > 1:
-        start, end = sent_times[0] + config.warmup_s, sent_times[-1]
-        if end > start:
-            report.fps_in = round(sum(start <= t <= end for t in sent_times) / (end - start), 2)
-            report.fps_out = round(sum(start <= t <= end for t in received_at) / (end - start), 2)
-    steady = [s.latency_ms for s in report.samples if s.sent_s >= config.warmup_s]
-    report.latency_ms = percentiles(steady)
+    summarize_run(report, track, received_at, config.warmup_s)
     if before is not None and after is not None:
         report.server_stage_ms = stage_means(before, after)
         added = stage_means(before, after, "swapstream_added_latency_ms")
@@ -391,7 +261,7 @@ async def run_profile(config: ProfileConfig) -> dict[str, Any]:
         report["fps_out_ratio"] = round(swap_run.fps_out / echo_run.fps_out, 3) if echo_run.fps_out else None
     if config.compare_jitter_buffers:
         report["jitter_buffer_gain_ms"] = gains
-    (config.out / "report.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(config.out / "report.json", json.dumps(report, indent=2))
     title = f"swapstream profile {config.endpoint.url}: {report['input']} at {fps:g} fps"
     plot_report(runs, config.out / "latency.png", title, config.warmup_s)
     return report

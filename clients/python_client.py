@@ -14,8 +14,9 @@ from aiortc.mediastreams import MediaStreamError
 from tqdm import tqdm
 
 from clients.errors import ClientConfigError, ConnectionFailed
-from clients.media import Mp4Recorder, PacedVideoTrack, VideoInfo, iter_video_rgb, probe_video
+from clients.media import Mp4Recorder, PacedVideoTrack, iter_video_rgb, probe_input
 from clients.webrtc import JITTER_BUFFER_MODES, JitterBufferMode, ServerEndpoint, SwapPeer, endpoint_from_flags, parse_options
+from faces.media import VideoInfo
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ClientResult:
 
 async def run_client(config: ClientConfig) -> ClientResult:
     """Send `config.input` through the server at its own frame rate and write what comes back to `config.output`."""
-    info = probe_video(config.input)
+    info = probe_input(config.input)
     track = PacedVideoTrack(iter_video_rgb(config.input), info.fps)
     recorder = Mp4Recorder(config.output, info.fps)
     received = 0
@@ -66,7 +67,7 @@ async def run_client(config: ClientConfig) -> ClientResult:
     last_s = 0.0
     # Long enough for the whole file plus set-up, so a stalled server cannot hang the command.
     deadline = time.monotonic() + (info.duration_s or 600.0) + 60.0
-    progress = tqdm(total=info.frames, unit="frame", desc="round trip", disable=None)
+    progress = tqdm(total=info.frame_count, unit="frame", desc="round trip", disable=None)
     try:
         async with SwapPeer(config.endpoint, send=track, options=config.options,
                             jitter_buffer=config.jitter_buffer) as peer:

@@ -144,4 +144,3 @@ def run_engine(engine_path: Path, input_name: str, batch: npt.NDArray[np.float32
         raise ExportError(f"{engine_path}: TensorRT execution failed")
     stream.synchronize()
     return {name: buffers[name].float().cpu().numpy() for name in output_names}
-

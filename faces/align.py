@@ -9,16 +9,17 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import Face, check_frame, check_matrix, check_points
+from faces.types import Face, Float32Array, Float64Array, ImageRGB, check_frame, check_matrix, check_points
 
 # Canonical keypoints in [0,1] crop coordinates, order as Face.keypoints. Eye distance is 0.30 of the crop and
 # the eye midpoint sits at (0.50, 0.35); nose and mouth are the mean positions measured with the mediapipe
 # mesh on 94 LFW faces (nose 0.67, mouth 1.09 eye distances below the eyes, mouth 0.82 eye distances wide).
 # The same faces' mesh hull spans -0.83..+1.82 eye distances vertically and +-1.13 horizontally, i.e. crop
 # y 0.10..0.90 and x 0.16..0.84: the whole face, forehead to chin, with a ~0.1 margin for pose and mask feather.
-TEMPLATE_5: np.ndarray = np.array(
+TEMPLATE_5: Float64Array = np.array(
     [
         [0.350, 0.350],
         [0.650, 0.350],
@@ -32,7 +33,7 @@ TEMPLATE_5.flags.writeable = False
 
 # Fit weights: eyes set roll and scale and are the steadiest points; the nose moves with yaw and the mouth with
 # expression, so they only steer the fit a little.
-KEYPOINT_WEIGHTS: np.ndarray = np.array([1.0, 1.0, 0.25, 0.5, 0.5])
+KEYPOINT_WEIGHTS: Float64Array = np.array([1.0, 1.0, 0.25, 0.5, 0.5])
 KEYPOINT_WEIGHTS.flags.writeable = False
 
 # Bicubic both ways: a bilinear crop + paste round trip blurs the astronaut's face by 3.1/255 mean abs error at
@@ -44,8 +45,8 @@ INTERPOLATION = cv2.INTER_CUBIC
 class AlignedFace:
     """An aligned face crop (uint8 size x size x 3, RGB) and its 2x3 frame->crop matrix."""
 
-    crop: np.ndarray
-    matrix: np.ndarray
+    crop: ImageRGB
+    matrix: Float64Array
 
     @property
     def size(self) -> int:
@@ -53,43 +54,43 @@ class AlignedFace:
         return int(self.crop.shape[0])
 
 
-def template_points(size: int) -> np.ndarray:
+def template_points(size: int) -> Float64Array:
     """The template keypoints in pixel coordinates of a size x size crop."""
     return TEMPLATE_5 * float(_check_size(size))
 
 
 def estimate_similarity(
-    src: np.ndarray,
-    dst: np.ndarray,
-    weights: np.ndarray | None = None,
+    src: npt.ArrayLike,
+    dst: npt.ArrayLike,
+    weights: npt.ArrayLike | None = None,
     robust_iterations: int = 3,
-) -> np.ndarray:
+) -> Float64Array:
     """Weighted least-squares similarity (rotation, uniform scale, translation) src->dst as a 2x3 matrix.
 
     Closed-form weighted Umeyama, then a few reweighting rounds (Cauchy weights on the residuals) so one bad
     point, e.g. an open mouth, cannot drag the fit. Deterministic, unlike RANSAC/LMEDS sampling, so a still
     face gives a still crop in video.
     """
-    src = check_points(src, "src")
-    dst = check_points(dst, "dst", count=src.shape[0])
-    if src.shape[0] < 2:
+    src_pts = check_points(src, "src")
+    dst_pts = check_points(dst, "dst", count=src_pts.shape[0])
+    if src_pts.shape[0] < 2:
         raise FaceError("a similarity transform needs at least 2 points")
-    base = np.ones(src.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
-    if base.shape != (src.shape[0],) or np.any(base < 0) or base.sum() <= 0:
-        raise FaceError(f"weights must be {src.shape[0]} non-negative numbers with a positive sum")
+    base = np.ones(src_pts.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    if base.shape != (src_pts.shape[0],) or np.any(base < 0) or base.sum() <= 0:
+        raise FaceError(f"weights must be {src_pts.shape[0]} non-negative numbers with a positive sum")
     weight = base.copy()
-    matrix = _weighted_umeyama(src, dst, weight)
-    scale_ref = np.sqrt((base * ((dst - dst.mean(axis=0)) ** 2).sum(axis=1)).sum() / base.sum())
+    matrix = _weighted_umeyama(src_pts, dst_pts, weight)
+    scale_ref = np.sqrt((base * ((dst_pts - dst_pts.mean(axis=0)) ** 2).sum(axis=1)).sum() / base.sum())
     for _ in range(robust_iterations):
-        residual = np.linalg.norm(src @ matrix[:, :2].T + matrix[:, 2] - dst, axis=1)
+        residual = np.linalg.norm(src_pts @ matrix[:, :2].T + matrix[:, 2] - dst_pts, axis=1)
         # Cauchy weight with a scale of 10% of the point spread: small residuals keep full weight.
         cauchy = 1.0 / (1.0 + (residual / (0.1 * scale_ref + 1e-9)) ** 2)
         weight = base * cauchy
-        matrix = _weighted_umeyama(src, dst, weight)
+        matrix = _weighted_umeyama(src_pts, dst_pts, weight)
     return matrix
 
 
-def _weighted_umeyama(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _weighted_umeyama(src: Float64Array, dst: Float64Array, weight: Float64Array) -> Float64Array:
     w = weight / weight.sum()
     mu_s = w @ src
     mu_d = w @ dst
@@ -105,40 +106,41 @@ def _weighted_umeyama(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> n
         fix[1, 1] = -1.0
     rot = u @ fix @ vt
     scale = float((sv * np.diag(fix)).sum() / var_s)
-    matrix = np.empty((2, 3))
+    matrix: Float64Array = np.empty((2, 3))
     matrix[:, :2] = scale * rot
     matrix[:, 2] = mu_d - matrix[:, :2] @ mu_s
     return matrix
 
 
-def alignment_matrix(keypoints: np.ndarray, size: int) -> np.ndarray:
+def alignment_matrix(keypoints: npt.ArrayLike, size: int) -> Float64Array:
     """The 2x3 frame->crop similarity that maps *keypoints* (5,2 frame px) onto the template at *size*."""
     kp = check_points(keypoints, "keypoints", count=5)
     return estimate_similarity(kp, template_points(size), KEYPOINT_WEIGHTS)
 
 
-def align_face(frame: np.ndarray, face_or_keypoints: Face | np.ndarray, size: int) -> AlignedFace:
+def align_face(frame: ImageRGB, face_or_keypoints: Face | npt.ArrayLike, size: int) -> AlignedFace:
     """Crop *frame* so the face's keypoints land on the template; returns the crop and its frame->crop matrix."""
     frame = check_frame(frame)
     keypoints = face_or_keypoints.keypoints if isinstance(face_or_keypoints, Face) else face_or_keypoints
     matrix = alignment_matrix(keypoints, size)
     crop = cv2.warpAffine(frame, matrix, (size, size), flags=INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
-    return AlignedFace(crop=crop, matrix=matrix)
+    return AlignedFace(crop=np.asarray(crop, dtype=np.uint8), matrix=matrix)
 
 
-def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def transform_points(points: npt.ArrayLike, matrix: npt.ArrayLike) -> Float64Array:
     """Apply a 2x3 affine *matrix* to (N,2) *points*."""
     pts = check_points(points)
     m = check_matrix(matrix)
-    return pts @ m[:, :2].T + m[:, 2]
+    moved: Float64Array = pts @ m[:, :2].T + m[:, 2]
+    return moved
 
 
-def invert_matrix(matrix: np.ndarray) -> np.ndarray:
+def invert_matrix(matrix: npt.ArrayLike) -> Float64Array:
     """The inverse of a 2x3 affine matrix (crop->frame for an alignment matrix)."""
-    return cv2.invertAffineTransform(check_matrix(matrix))
+    return np.asarray(cv2.invertAffineTransform(check_matrix(matrix)), dtype=np.float64)
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def paste_back(frame: ImageRGB, crop: ImageRGB, matrix: npt.ArrayLike, mask: npt.ArrayLike) -> ImageRGB:
     """Warp *crop* back into a copy of *frame* with its frame->crop *matrix* and alpha-blend it by *mask*.
 
     Only the frame rectangle where the warped mask can be non-zero is warped and blended, so the cost follows
@@ -148,12 +150,12 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     crop = check_frame(crop, "crop")
     m = check_matrix(matrix)
     ch, cw = crop.shape[:2]
-    alpha = np.asarray(mask)
-    if alpha.ndim == 3 and alpha.shape[2] == 1:
-        alpha = alpha[:, :, 0]
-    if alpha.shape != (ch, cw):
-        raise FaceError(f"mask must have the crop's size {(ch, cw)}, got {alpha.shape}")
-    alpha = alpha.astype(np.float32, copy=False)
+    weights = np.asarray(mask)
+    if weights.ndim == 3 and weights.shape[2] == 1:
+        weights = weights[:, :, 0]
+    if weights.shape != (ch, cw):
+        raise FaceError(f"mask must have the crop's size {(ch, cw)}, got {weights.shape}")
+    alpha: Float32Array = weights.astype(np.float32, copy=False)
     if not np.all(np.isfinite(alpha)) or alpha.min(initial=0.0) < 0.0 or alpha.max(initial=0.0) > 1.0:
         raise FaceError("mask values must lie in [0, 1]")
 
@@ -177,10 +179,11 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     flags = INTERPOLATION | cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(crop, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     warped_alpha = cv2.warpAffine(
-        alpha, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+        alpha, shifted, roi_size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0,)
     )
     # Bicubic can overshoot; keep the blend weight a weight.
-    weight = np.clip(warped_alpha, 0.0, 1.0, out=warped_alpha)
+    weight = np.asarray(warped_alpha, dtype=np.float32)
+    np.clip(weight, 0.0, 1.0, out=weight)
     roi = out[y0:y1, x0:x1]
     # OpenCV's blend (weight * warped + (1 - weight) * roi, rounded) is ~5x faster than the same in numpy floats.
     roi[...] = cv2.blendLinear(warped, roi, weight, 1.0 - weight)
@@ -192,7 +195,7 @@ _CUBIC_REACH = 2
 
 
 def _covered_rect(
-    matrix: np.ndarray, crop_rect: tuple[float, float, float, float], fw: int, fh: int
+    matrix: Float64Array, crop_rect: tuple[float, float, float, float], fw: int, fh: int
 ) -> tuple[int, int, int, int]:
     """The frame rectangle (x0, y0, x1, y1), clipped to the frame, that the crop rectangle maps onto."""
     cx0, cy0, cx1, cy1 = crop_rect

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import check_frame
+from faces.types import Float64Array, ImageRGB, check_frame
 
 ColorMode = Literal["rct", "lct", "none"]
 COLOR_MODES: tuple[str, ...] = ("rct", "lct", "none")
-MaskArg = Union[np.ndarray, tuple[np.ndarray | None, np.ndarray | None], None]
+Weights = npt.NDArray[np.floating[Any]]
+"""A [0,1] weight per pixel (height, width) or (height, width, 1)."""
+MaskArg = Union[Weights, tuple[Weights | None, Weights | None], None]
 
 _EPS = 1e-6
 
 
 def transfer_color(
-    source_rgb: np.ndarray,
-    target_rgb: np.ndarray,
+    source_rgb: ImageRGB,
+    target_rgb: ImageRGB,
     mode: ColorMode,
     mask: MaskArg = None,
-) -> np.ndarray:
+) -> ImageRGB:
     """Return *source_rgb* recoloured to *target_rgb*'s statistics (uint8 RGB, source's size).
 
     mode "rct": Reinhard transfer, per-channel mean/std in LAB. "lct": linear transfer, mean and 3x3 covariance
@@ -43,7 +46,7 @@ def transfer_color(
 
 def _split_masks(
     mask: MaskArg, source_shape: tuple[int, ...], target_shape: tuple[int, ...]
-) -> tuple[np.ndarray | None, np.ndarray | None]:
+) -> tuple[Float64Array | None, Float64Array | None]:
     if mask is None:
         return None, None
     if isinstance(mask, tuple):
@@ -55,7 +58,7 @@ def _split_masks(
     return _check_weights(pair[0], source_shape, "source"), _check_weights(pair[1], target_shape, "target")
 
 
-def _check_weights(mask: np.ndarray | None, shape: tuple[int, ...], which: str) -> np.ndarray | None:
+def _check_weights(mask: Weights | None, shape: tuple[int, ...], which: str) -> Float64Array | None:
     if mask is None:
         return None
     arr = np.asarray(mask, dtype=np.float64)
@@ -70,37 +73,37 @@ def _check_weights(mask: np.ndarray | None, shape: tuple[int, ...], which: str) 
     return arr.reshape(-1)
 
 
-def _weighted_mean_std(pixels: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_mean_std(pixels: Float64Array, weights: Float64Array | None) -> tuple[Float64Array, Float64Array]:
     # OpenCV's single-threaded sums rather than `w @ pixels`: numpy runs that as a BLAS gemv, and OpenBLAS
     # splits a 4096x3 gemv over its thread pool, which stalls for milliseconds when the cores are busy with
     # video (measured 1-4 ms per call in the stream server, against ~10 us here).
     image = pixels.reshape(-1, 1, 3)
     if weights is None:
-        mean, std = cv2.meanStdDev(image)
-        return mean.reshape(3), std.reshape(3)
+        mean_mat, std_mat = cv2.meanStdDev(image)
+        return np.asarray(mean_mat, dtype=np.float64).reshape(3), np.asarray(std_mat, dtype=np.float64).reshape(3)
     total = float(weights.sum())
     weights3 = np.repeat(weights.reshape(-1, 1, 1), 3, axis=2)
-    mean = np.array(cv2.sumElems(cv2.multiply(image, weights3))[:3]) / total
+    mean: Float64Array = np.array(cv2.sumElems(cv2.multiply(image, weights3))[:3]) / total
     centred = image - mean
     var = np.array(cv2.sumElems(cv2.multiply(centred * centred, weights3))[:3]) / total
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-def _weighted_mean_cov(pixels: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_mean_cov(pixels: Float64Array, weights: Float64Array | None) -> tuple[Float64Array, Float64Array]:
     w = np.ones(pixels.shape[0]) if weights is None else weights
     total = w.sum()
     weights3 = np.repeat(w.reshape(-1, 1, 1), 3, axis=2)
-    mean = np.array(cv2.sumElems(cv2.multiply(pixels.reshape(-1, 1, 3), weights3))[:3]) / total
+    mean: Float64Array = np.array(cv2.sumElems(cv2.multiply(pixels.reshape(-1, 1, 3), weights3))[:3]) / total
     centred = pixels - mean
     # A (3,N) @ (N,3) product is a small gemm, which OpenBLAS keeps on one thread (unlike a gemv).
-    cov = (centred * w[:, None]).T @ centred / total
+    cov: Float64Array = (centred * w[:, None]).T @ centred / total
     return mean, cov
 
 
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
+def _to_lab(rgb: npt.NDArray[np.uint8] | npt.NDArray[np.float32]) -> Float64Array:
     """(N,3) float64 LAB of uint8 (0..255) or float (0..1) RGB; L in [0,100], a/b around 0, no 8-bit rounding."""
     unit = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
-    return cv2.cvtColor(unit, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+    return np.asarray(cv2.cvtColor(unit, cv2.COLOR_RGB2LAB), dtype=np.float32).reshape(-1, 3).astype(np.float64)
 
 
 # Extra Reinhard passes over the result: colours pushed out of the sRGB gamut get clipped (mostly dark pixels
@@ -112,8 +115,8 @@ RCT_TOLERANCE = 0.01
 
 
 def _reinhard(
-    source: np.ndarray, target: np.ndarray, source_mask: np.ndarray | None, target_mask: np.ndarray | None
-) -> np.ndarray:
+    source: ImageRGB, target: ImageRGB, source_mask: Float64Array | None, target_mask: Float64Array | None
+) -> ImageRGB:
     mu_t, sd_t = _weighted_mean_std(_to_lab(target), target_mask)
     lab = _to_lab(source)
     mu_s, sd_s = _weighted_mean_std(lab, source_mask)
@@ -123,7 +126,7 @@ def _reinhard(
         lab = (lab - mu_s) * gain + mu_t
         lab[:, 0] = np.clip(lab[:, 0], 0.0, 100.0)
         # OpenCV's float LAB->RGB clips to [0,1]: that is the gamut clipping a refinement pass corrects for.
-        rgb = cv2.cvtColor(lab.reshape(source.shape).astype(np.float32), cv2.COLOR_LAB2RGB)
+        rgb = np.asarray(cv2.cvtColor(lab.reshape(source.shape).astype(np.float32), cv2.COLOR_LAB2RGB), np.float32)
         if refine == RCT_REFINE_PASSES:
             break
         lab = _to_lab(rgb)
@@ -131,10 +134,11 @@ def _reinhard(
         allowed = RCT_TOLERANCE * np.maximum(sd_t, 1.0)
         if np.all(np.abs(mu_s - mu_t) <= allowed) and np.all(np.abs(sd_s - sd_t) <= allowed):
             break
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    recoloured: ImageRGB = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return recoloured
 
 
-def _sqrt_and_inv_sqrt(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sqrt_and_inv_sqrt(cov: Float64Array) -> tuple[Float64Array, Float64Array]:
     values, vectors = np.linalg.eigh(cov)
     values = np.maximum(values, _EPS)
     sqrt = (vectors * np.sqrt(values)) @ vectors.T
@@ -143,8 +147,8 @@ def _sqrt_and_inv_sqrt(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _linear(
-    source: np.ndarray, target: np.ndarray, source_mask: np.ndarray | None, target_mask: np.ndarray | None
-) -> np.ndarray:
+    source: ImageRGB, target: ImageRGB, source_mask: Float64Array | None, target_mask: Float64Array | None
+) -> ImageRGB:
     src = source.reshape(-1, 3).astype(np.float64)
     mu_s, cov_s = _weighted_mean_cov(src, source_mask)
     mu_t, cov_t = _weighted_mean_cov(target.reshape(-1, 3).astype(np.float64), target_mask)
@@ -155,4 +159,5 @@ def _linear(
     # A = Ct^1/2 Cs^-1/2 gives A Cs A^T = Ct: the result has the target's covariance (and mean).
     transform = sqrt_t @ inv_sqrt_s
     out = (src - mu_s) @ transform.T + mu_t
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(source.shape)
+    recoloured: ImageRGB = np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(source.shape)
+    return recoloured

@@ -6,13 +6,14 @@ import logging
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import MESH_POINTS, Face, check_frame
+from faces.types import MESH_POINTS, Face, Float64Array, ImageRGB, check_frame
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ class FaceDetector:
             min_detection_confidence=cfg.min_score,
         )
         self._face_mesh_module = face_mesh
-        self._mesh = None
+        # mediapipe ships no type information: its graphs are Any.
+        self._mesh: Any = None
         # Built on first use: only frames with faces too small for the whole-frame mesh need it.
-        self._crop_mesh = None
+        self._crop_mesh: Any = None
         if cfg.mesh:
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=cfg.static_images,
@@ -130,7 +132,7 @@ class FaceDetector:
             require_mesh=config.require_mesh,
         )
 
-    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
+    def detect(self, frame_rgb: ImageRGB) -> list[Face]:
         """Every face in *frame_rgb* (RGB uint8 HxWx3), highest score first, at most max_faces.
 
         Safe to call from any one thread at a time; close() from another thread waits for it.
@@ -140,20 +142,20 @@ class FaceDetector:
                 raise FaceError("FaceDetector is closed")
             return self._detect(frame_rgb)
 
-    def _detect(self, frame_rgb: np.ndarray) -> list[Face]:
+    def _detect(self, frame_rgb: ImageRGB) -> list[Face]:
         frame = np.ascontiguousarray(check_frame(frame_rgb, "frame_rgb"))
         height, width = frame.shape[:2]
         scale = np.array([width, height], dtype=np.float64)
 
         result = self._detector.process(frame)
-        detections = []
+        detections: list[tuple[float, Float64Array, Float64Array]] = []
         for det in result.detections or []:
             score = float(det.score[0]) if det.score else 0.0
             if score < self.config.min_score:
                 continue
             rel = det.location_data.relative_bounding_box
-            box = np.array([rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height]) * np.tile(scale, 2)
-            box = np.clip(box, 0, np.tile(scale, 2))
+            corners = np.array([rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height]) * np.tile(scale, 2)
+            box: Float64Array = np.clip(corners, 0, np.tile(scale, 2))
             rel_kp = np.array([[k.x, k.y] for k in det.location_data.relative_keypoints], dtype=np.float64)
             detections.append((score, box, rel_kp * scale))
         detections.sort(key=lambda d: -d[0])
@@ -161,7 +163,7 @@ class FaceDetector:
         if not detections:
             return []
 
-        meshes: list[np.ndarray] = []
+        meshes: list[Float64Array] = []
         if self._mesh is not None:
             mesh_result = self._mesh.process(frame)
             for landmarks in mesh_result.multi_face_landmarks or []:
@@ -176,10 +178,11 @@ class FaceDetector:
                 logger.debug("dropping a face at %s that the mesh model did not confirm", box.round())
                 continue
             keypoints = keypoints_from_mesh(mesh) if mesh is not None else keypoints_from_detector(det_kp)
-            faces.append(Face(box=box, score=score, keypoints=keypoints, mesh=mesh))
+            faces.append(Face(box=box.astype(np.float32), score=score, keypoints=keypoints.astype(np.float32),
+                              mesh=None if mesh is None else mesh.astype(np.float32)))
         return faces
 
-    def _mesh_in_crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    def _mesh_in_crop(self, frame: ImageRGB, box: Float64Array) -> Float64Array | None:
         """The mesh of the face in *box*, found on an upscaled crop around it (None if not found)."""
         if not self.config.mesh:
             return None
@@ -204,7 +207,7 @@ class FaceDetector:
             return None
         landmarks = result.multi_face_landmarks[0].landmark[:MESH_POINTS]
         pts = np.array([[p.x, p.y] for p in landmarks], dtype=np.float64) * CROP_MESH_SIZE
-        mesh = pts / scale + origin
+        mesh: Float64Array = pts / scale + origin
         mesh_box = np.concatenate([mesh.min(axis=0), mesh.max(axis=0)])
         return mesh if _box_iou(box, mesh_box) >= PAIR_MIN_IOU else None
 
@@ -239,21 +242,21 @@ class FaceDetector:
         self.close()
 
 
-def keypoints_from_mesh(mesh: np.ndarray) -> np.ndarray:
+def keypoints_from_mesh(mesh: npt.ArrayLike) -> Float64Array:
     """The 5 keypoints from a (468,2) mesh: eye-contour centres, nose tip, mouth corners."""
-    mesh = np.asarray(mesh, dtype=np.float64)
+    points = np.asarray(mesh, dtype=np.float64)
     return np.stack(
         [
-            mesh[list(EYE_IMAGE_LEFT)].mean(axis=0),
-            mesh[list(EYE_IMAGE_RIGHT)].mean(axis=0),
-            mesh[NOSE_TIP],
-            mesh[MOUTH_IMAGE_LEFT],
-            mesh[MOUTH_IMAGE_RIGHT],
+            points[list(EYE_IMAGE_LEFT)].mean(axis=0),
+            points[list(EYE_IMAGE_RIGHT)].mean(axis=0),
+            points[NOSE_TIP],
+            points[MOUTH_IMAGE_LEFT],
+            points[MOUTH_IMAGE_RIGHT],
         ]
     )
 
 
-def keypoints_from_detector(detector_keypoints: np.ndarray) -> np.ndarray:
+def keypoints_from_detector(detector_keypoints: npt.ArrayLike) -> Float64Array:
     """The 5 keypoints from mediapipe detector keypoints (eyes, nose, mouth centre, ears; pixels)."""
     kp = np.asarray(detector_keypoints, dtype=np.float64)
     eye_left, eye_right, nose, mouth_centre = kp[0], kp[1], kp[2], kp[3]
@@ -261,15 +264,15 @@ def keypoints_from_detector(detector_keypoints: np.ndarray) -> np.ndarray:
     return np.stack([eye_left, eye_right, nose, mouth_centre - half, mouth_centre + half])
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+def _box_iou(a: Float64Array, b: Float64Array) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(inter / union) if union > 0 else 0.0
 
 
-def _pair_meshes(boxes: list[np.ndarray], meshes: list[np.ndarray]) -> dict[int, int]:
+def _pair_meshes(boxes: list[Float64Array], meshes: list[Float64Array]) -> dict[int, int]:
     """Greedy one-to-one pairing of detector boxes with meshes by box overlap (IoU >= PAIR_MIN_IOU)."""
     candidates = []
     for i, box in enumerate(boxes):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import check_points
+from faces.types import Float32Array, Float64Array, check_points
 
 # A face outline in "eye frame" units (origin between the eyes, x along the eye line, one unit = eye distance):
 # an ellipse matching the mesh hull measured on 94 LFW faces (x +-1.13, y -0.83..+1.82).
@@ -27,7 +28,7 @@ def _mask_shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return shape
 
 
-def face_outline_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
+def face_outline_from_keypoints(keypoints: npt.ArrayLike) -> Float64Array:
     """A face-shaped polygon (brow to chin) around 5 keypoints, for when no mesh exists."""
     kp = check_points(keypoints, "keypoints", count=5)
     eye_mid = (kp[0] + kp[1]) / 2
@@ -42,10 +43,11 @@ def face_outline_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
         y_axis = -y_axis
     angles = np.linspace(0.0, 2 * np.pi, _OUTLINE_POINTS, endpoint=False)
     local = _OUTLINE_CENTRE + _OUTLINE_RADII * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return eye_mid + eye_dist * (local[:, :1] * x_axis + local[:, 1:] * y_axis)
+    outline: Float64Array = eye_mid + eye_dist * (local[:, :1] * x_axis + local[:, 1:] * y_axis)
+    return outline
 
 
-def feather_mask(mask: np.ndarray, amount: float) -> np.ndarray:
+def feather_mask(mask: npt.ArrayLike, amount: float) -> Float32Array:
     """Soften a [0,1] mask's edges with a Gaussian blur whose sigma is amount/2 px (0 leaves it hard)."""
     arr = np.asarray(mask)
     if arr.ndim != 2:
@@ -56,11 +58,12 @@ def feather_mask(mask: np.ndarray, amount: float) -> np.ndarray:
     if amount > 0:
         sigma = amount / 2.0
         ksize = 2 * int(np.ceil(3 * sigma)) + 1
-        out = cv2.GaussianBlur(out, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+        blurred = cv2.GaussianBlur(out, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+        out = np.asarray(blurred, dtype=np.float32)
     return np.clip(out, 0.0, 1.0)
 
 
-def hull_mask(points_in_crop: np.ndarray, size: int | tuple[int, int], feather: float = 0.0) -> np.ndarray:
+def hull_mask(points_in_crop: npt.ArrayLike, size: int | tuple[int, int], feather: float = 0.0) -> Float32Array:
     """A float32 [0,1] mask of the landmarks' convex hull (a face-shaped region if only 5 keypoints).
 
     With feather > 0 the hull is first shrunk by *feather* px and then blurred (sigma feather/2), so the mask is
@@ -77,7 +80,7 @@ def hull_mask(points_in_crop: np.ndarray, size: int | tuple[int, int], feather: 
     mask = np.zeros(shape, dtype=np.uint8)
     # Fixed-point coordinates (4 fractional bits) keep sub-pixel landmark positions.
     hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))
-    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA, shift=4)
+    cv2.fillConvexPoly(mask, hull, (255,), lineType=cv2.LINE_AA, shift=4)
     if feather <= 0:
         return mask.astype(np.float32) / 255.0
     # Shrink by `feather` px (a distance-transform threshold: constant cost, unlike a large erosion kernel),

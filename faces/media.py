@@ -1,21 +1,25 @@
-"""Media I/O at the project's edges: images and video frames in as RGB uint8, videos out (mp4 / y4m).
+"""Media I/O at the project's edges: images and video frames in as RGB uint8, images and videos out (png, mp4, y4m).
 
-Every failure raises `faces.errors.InputError` naming the path.
+Every failure raises `faces.errors.InputError` naming the path. Every file written appears only when complete
+(`swapstream.atomic`). The clients read their `--input` videos through `probe_video` too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import InputError
+from faces.types import ImageRGB
+from swapstream.atomic import atomic_path, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +37,26 @@ class VideoInfo:
     width: int
     height: int
 
+    @property
+    def duration_s(self) -> float | None:
+        """Length in seconds from the frame count and rate; None when the container reports no rate."""
+        return self.frame_count / self.fps if self.fps > 0 else None
+
 
 def is_image_path(path: str | Path) -> bool:
     """True if *path*'s suffix is one of IMAGE_SUFFIXES."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _decode(path: Path, flags: int) -> np.ndarray | None:
+def _decode(path: Path, flags: int) -> npt.NDArray[np.uint8] | None:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         return None
-    return cv2.imdecode(data, flags)
+    # OpenCV's stubs promise a Mat; imdecode gives None for data it cannot decode, else 8-bit for these flags.
+    return cast("npt.NDArray[np.uint8] | None", cv2.imdecode(data, flags))
 
 
 def _check_file(path: str | Path, what: str) -> Path:
@@ -58,13 +68,13 @@ def _check_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path) -> ImageRGB:
     """The image at *path* as RGB uint8 HxWx3 (grey and alpha images are converted)."""
     path = _check_file(path, "image")
     bgr = _decode(path, cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"not a readable image: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def check_image(path: str | Path) -> Path:
@@ -86,6 +96,15 @@ def list_images(folder: str | Path) -> list[Path]:
     if not images:
         raise InputError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
     return images
+
+
+def write_image(path: str | Path, rgb: ImageRGB) -> Path:
+    """Write an RGB uint8 image to *path* in the format its suffix names (.png, .jpg, ...), atomically."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"cannot encode an image as {path.suffix!r} for {path}")
+    return atomic_write_bytes(path, encoded.tobytes())
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
@@ -112,7 +131,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(path=path, frame_count=max(count, 1), fps=fps, width=width, height=height)
 
 
-def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Iterator[tuple[int, ImageRGB]]:
     """Yield (frame index, RGB uint8 frame) for frames start, start+every, ... of the video at *path*.
 
     Frames that are skipped are grabbed, not decoded. Raises InputError if the video cannot be opened.
@@ -129,7 +148,7 @@ def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Itera
                 ok, frame = capture.read()
                 if not ok or frame is None:
                     return
-                yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                yield index, np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dtype=np.uint8)
             elif not capture.grab():
                 return
             index += 1
@@ -137,14 +156,14 @@ def iter_video_frames(path: str | Path, every: int = 1, start: int = 0) -> Itera
         capture.release()
 
 
-def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...], path: Path) -> np.ndarray:
+def _check_frame(frame: object, index: int, shape: tuple[int, ...], path: Path) -> ImageRGB:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != shape:
         got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise InputError(f"frame {index} for {path} must be RGB uint8 {shape[0]}x{shape[1]}x3, got {got}")
     return frame
 
 
-def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+def _first_frame(frames: Iterable[ImageRGB], path: Path) -> tuple[ImageRGB, Iterator[ImageRGB]]:
     iterator = iter(frames)
     first = next(iterator, None)
     if first is None:
@@ -154,22 +173,17 @@ def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, 
     return first, iterator
 
 
-def _numbered(first: np.ndarray, rest: Iterator[np.ndarray], path: Path) -> Iterator[np.ndarray]:
+def _numbered(first: ImageRGB, rest: Iterator[ImageRGB], path: Path) -> Iterator[ImageRGB]:
     """All frames, each checked to have the first frame's shape."""
     yield first
     for index, frame in enumerate(rest, start=1):
         yield _check_frame(frame, index, first.shape, path)
 
 
-def _partial_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+def write_video(path: str | Path, frames: Iterable[ImageRGB], fps: float = 30.0) -> Path:
     """Write RGB uint8 frames to *path*: .mp4/.mkv/.mov as H.264 (PyAV), .avi as MJPEG (OpenCV), .y4m raw.
 
-    Frames are streamed (any iterable); the file appears only when complete (written beside it, then renamed).
+    Frames are streamed (any iterable); the file appears only when complete (swapstream.atomic).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -181,11 +195,10 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
         raise InputError(f"fps must be > 0 for {path}, got {fps}")
     first, rest = _first_frame(frames, path)
     height, width = first.shape[:2]
-    tmp = _partial_path(path)
     count = 0
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".avi":
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
             if not writer.isOpened():
                 raise InputError(f"cannot open a video writer for {path}")
             try:
@@ -196,15 +209,11 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
                 writer.release()
         else:
             count = _write_av(tmp, _numbered(first, rest, path), fps, width, height, path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     logger.info("wrote %d frames to %s", count, path)
     return path
 
 
-def _write_av(tmp: Path, frames: Iterator[np.ndarray], fps: float, width: int, height: int, path: Path) -> int:
+def _write_av(tmp: Path, frames: Iterator[ImageRGB], fps: float, width: int, height: int, path: Path) -> int:
     import av  # imported here: only the writer needs it
 
     if width % 2 or height % 2:
@@ -228,7 +237,7 @@ def _write_av(tmp: Path, frames: Iterator[np.ndarray], fps: float, width: int, h
     return count
 
 
-def write_y4m(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+def write_y4m(path: str | Path, frames: Iterable[ImageRGB], fps: float = 30.0) -> Path:
     """Write RGB uint8 frames as YUV4MPEG2 (4:2:0), the format chromium's --use-file-for-fake-video-capture reads."""
     path = Path(path)
     first, rest = _first_frame(frames, path)
@@ -236,17 +245,11 @@ def write_y4m(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0)
     if width % 2 or height % 2:
         raise InputError(f"y4m 4:2:0 needs even frame sizes; got {width}x{height} for {path}")
     rate = _fraction(fps)
-    tmp = _partial_path(path)
-    try:
-        with open(tmp, "wb") as out:
-            out.write(f"YUV4MPEG2 W{width} H{height} F{rate[0]}:{rate[1]} Ip A1:1 C420jpeg\n".encode())
-            for frame in _numbered(first, rest, path):
-                out.write(b"FRAME\n")
-                out.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{rate[0]}:{rate[1]} Ip A1:1 C420jpeg\n".encode())
+        for frame in _numbered(first, rest, path):
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
     return path
 
 

@@ -11,19 +11,21 @@ from dataclasses import dataclass
 from typing import Hashable, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import Face
+from faces.types import Face, Float64Array
 
 SpeedMode = Literal["value", "point", "rigid"]
 
 
-def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
-    tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff))
-    return 1.0 / (1.0 + tau / dt)
+def _alpha(cutoff: Float64Array | float, dt: float) -> Float64Array:
+    tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff, dtype=np.float64))
+    alpha: Float64Array = 1.0 / (1.0 + tau / dt)
+    return alpha
 
 
-def rigid_speed(points: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+def rigid_speed(points: Float64Array, velocity: Float64Array) -> Float64Array:
     """Per-point speed of the best-fitting similarity motion (shift, turn, zoom) of (N,2) points.
 
     Fitting 4 motion parameters to all points averages landmark noise away, so a still face reads as still
@@ -39,7 +41,8 @@ def rigid_speed(points: np.ndarray, velocity: np.ndarray) -> np.ndarray:
     a = float((rel_v * centred).sum()) / norm
     b = float((rel_v[:, 1] * centred[:, 0] - rel_v[:, 0] * centred[:, 1]).sum()) / norm
     fitted = mean_v + np.stack([a * centred[:, 0] - b * centred[:, 1], b * centred[:, 0] + a * centred[:, 1]], axis=1)
-    return np.hypot(fitted[:, 0], fitted[:, 1])
+    speed: Float64Array = np.hypot(fitted[:, 0], fitted[:, 1])
+    return speed
 
 
 class OneEuroFilter:
@@ -68,8 +71,8 @@ class OneEuroFilter:
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
         self.speed = speed
-        self._x: np.ndarray | None = None
-        self._dx: np.ndarray | None = None
+        self._x: Float64Array | None = None
+        self._dx: Float64Array | None = None
         self._t: float | None = None
 
     def reset(self) -> None:
@@ -78,7 +81,7 @@ class OneEuroFilter:
         self._dx = None
         self._t = None
 
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+    def __call__(self, x: npt.ArrayLike, t: float) -> Float64Array:
         """Filter sample *x* taken at time *t* (seconds, increasing); returns the smoothed array (float64)."""
         value = np.asarray(x, dtype=np.float64)
         if not np.all(np.isfinite(value)):
@@ -141,7 +144,7 @@ class _Track:
     mesh: OneEuroFilter
     scale: float
     last_t: float
-    centre: np.ndarray
+    centre: Float64Array
 
 
 class LandmarkSmoother:
@@ -170,8 +173,8 @@ class LandmarkSmoother:
         return list(self._tracks)
 
     def smooth(
-        self, key: Hashable, keypoints: np.ndarray, t: float, mesh: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self, key: Hashable, keypoints: npt.ArrayLike, t: float, mesh: npt.ArrayLike | None = None
+    ) -> tuple[Float64Array, Float64Array | None]:
         """Smoothed (keypoints, mesh) for track *key* at time *t* (seconds); starts the track if new or stale."""
         kp = np.asarray(keypoints, dtype=np.float64)
         if kp.shape != (5, 2):
@@ -200,11 +203,13 @@ class LandmarkSmoother:
     def smooth_faces(self, faces: list[Face], t: float) -> list[tuple[int, Face]]:
         """Match *faces* to existing tracks (nearest centre) and return (track id, smoothed Face) pairs."""
         self._drop_stale(t)
-        unmatched = dict(self._tracks)
+        # Face tracks have int ids; tracks that smooth() callers keyed otherwise are not matched to faces.
+        unmatched = {key: track for key, track in self._tracks.items() if isinstance(key, int)}
         out: list[tuple[int, Face]] = []
         for face in faces:
             centre = face.keypoints.astype(np.float64).mean(axis=0)
-            best, best_dist = None, math.inf
+            best: int | None = None
+            best_dist = math.inf
             for key, track in unmatched.items():
                 dist = float(np.linalg.norm(centre - track.centre)) / track.scale
                 if dist < best_dist:
@@ -215,7 +220,7 @@ class LandmarkSmoother:
             else:
                 del unmatched[best]
             kp, mesh = self.smooth(best, face.keypoints, t, face.mesh)
-            out.append((int(best), face.with_points(kp, mesh)))  # type: ignore[arg-type]
+            out.append((best, face.with_points(kp, mesh)))
         return out
 
     def _drop_stale(self, t: float) -> None:

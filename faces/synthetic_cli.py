@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
 from faces.errors import FaceError
 from faces.synthetic import IDENTITIES, MotionRanges, SyntheticFrame, iter_sequence, write_sequence_video
+from swapstream.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -96,34 +98,30 @@ def run(config: SynthConfig) -> Path:
         fps=config.fps,
         motion=MotionRanges(),
     )
-    truth_file = None
-    truth_tmp = None
-    if config.truth is not None:
-        config.truth.parent.mkdir(parents=True, exist_ok=True)
-        truth_tmp = config.truth.with_name(f".{config.truth.name}.partial")
-        truth_file = open(truth_tmp, "w", encoding="utf-8")
+    with ExitStack() as stack:
+        truth_file: TextIO | None = None
+        if config.truth is not None:
+            # The ground truth appears only with a complete video: both are written in the same block.
+            truth_tmp = stack.enter_context(atomic_path(config.truth))
+            truth_file = stack.enter_context(open(truth_tmp, "w", encoding="utf-8"))
 
-    def frames_with_truth() -> Iterator[SyntheticFrame]:
-        for index, frame in enumerate(tqdm(frames, total=config.frames, desc="render", unit="frame")):
-            if truth_file is not None:
-                record = {
-                    "frame": index,
-                    "keypoints": frame.keypoints.round(3).tolist(),
-                    "outline": frame.outline.round(2).tolist(),
-                    "pose": {"yaw": frame.pose.yaw, "pitch": frame.pose.pitch, "roll": frame.pose.roll},
-                    "expression": {"mouth_open": frame.expression.mouth_open, "blink": frame.expression.blink},
-                }
-                truth_file.write(json.dumps(record) + "\n")
-            yield frame
+        def frames_with_truth() -> Iterator[SyntheticFrame]:
+            for index, frame in enumerate(tqdm(frames, total=config.frames, desc="render", unit="frame")):
+                if truth_file is not None:
+                    truth_file.write(json.dumps(_truth_record(index, frame)) + "\n")
+                yield frame
 
-    try:
-        path = write_sequence_video(config.out, frames_with_truth(), config.fps)
-    finally:
-        if truth_file is not None:
-            truth_file.close()
-    if truth_tmp is not None and config.truth is not None:
-        os.replace(truth_tmp, config.truth)
-    return path
+        return write_sequence_video(config.out, frames_with_truth(), config.fps)
+
+
+def _truth_record(index: int, frame: SyntheticFrame) -> dict[str, object]:
+    return {
+        "frame": index,
+        "keypoints": frame.keypoints.round(3).tolist(),
+        "outline": frame.outline.round(2).tolist(),
+        "pose": {"yaw": frame.pose.yaw, "pitch": frame.pose.pitch, "roll": frame.pose.roll},
+        "expression": {"mouth_open": frame.expression.mouth_open, "blink": frame.expression.blink},
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from faces.errors import FaceError
 
@@ -19,8 +20,13 @@ KEYPOINT_NAMES: tuple[str, ...] = (
 
 MESH_POINTS = 468
 
+ImageRGB = npt.NDArray[np.uint8]
+"""An RGB uint8 HxWx3 frame or crop (frames are RGB everywhere in the project)."""
+Float32Array = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 
-def check_frame(frame: object, name: str = "frame") -> np.ndarray:
+
+def check_frame(frame: object, name: str = "frame") -> ImageRGB:
     """Return *frame* if it is an RGB uint8 HxWx3 array, else raise FaceError naming what is wrong."""
     if not isinstance(frame, np.ndarray):
         raise FaceError(f"{name} must be a numpy array (RGB uint8 HxWx3), got {type(frame).__name__}")
@@ -30,10 +36,11 @@ def check_frame(frame: object, name: str = "frame") -> np.ndarray:
         raise FaceError(f"{name} must have shape HxWx3 (RGB), got {frame.shape}")
     if frame.shape[0] < 2 or frame.shape[1] < 2:
         raise FaceError(f"{name} is too small: {frame.shape}")
-    return frame
+    rgb: ImageRGB = frame
+    return rgb
 
 
-def check_points(points: object, name: str = "points", count: int | None = None) -> np.ndarray:
+def check_points(points: object, name: str = "points", count: int | None = None) -> Float64Array:
     """Return *points* as a float64 (N,2) array of finite values, else raise FaceError."""
     try:
         arr = np.asarray(points, dtype=np.float64)
@@ -48,7 +55,7 @@ def check_points(points: object, name: str = "points", count: int | None = None)
     return arr
 
 
-def check_matrix(matrix: object, name: str = "matrix") -> np.ndarray:
+def check_matrix(matrix: object, name: str = "matrix") -> Float64Array:
     """Return *matrix* as a float64 (2,3) affine matrix, else raise FaceError."""
     try:
         arr = np.asarray(matrix, dtype=np.float64)
@@ -61,8 +68,8 @@ def check_matrix(matrix: object, name: str = "matrix") -> np.ndarray:
     return arr
 
 
-def _frozen_array(values: np.ndarray, dtype: type) -> np.ndarray:
-    arr = np.array(values, dtype=dtype, copy=True)
+def _frozen_float32(values: npt.ArrayLike) -> Float32Array:
+    arr = np.array(values, dtype=np.float32, copy=True)
     arr.flags.writeable = False
     return arr
 
@@ -71,55 +78,57 @@ def _frozen_array(values: np.ndarray, dtype: type) -> np.ndarray:
 class Face:
     """One detected face in frame pixels: box (x0,y0,x1,y1), score, 5 keypoints, optional 468-point mesh."""
 
-    box: np.ndarray
+    box: Float32Array
     score: float
-    keypoints: np.ndarray
-    mesh: np.ndarray | None = None
+    keypoints: Float32Array
+    mesh: Float32Array | None = None
 
     def __post_init__(self) -> None:
         box = np.asarray(self.box, dtype=np.float32)
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] < box[0] or box[3] < box[1]:
             raise FaceError(f"Face.box must be finite (4,) x0,y0,x1,y1 with x1>=x0, y1>=y0, got {self.box!r}")
         keypoints = check_points(self.keypoints, "Face.keypoints", count=5)
-        object.__setattr__(self, "box", _frozen_array(box, np.float32))
-        object.__setattr__(self, "keypoints", _frozen_array(keypoints, np.float32))
+        object.__setattr__(self, "box", _frozen_float32(box))
+        object.__setattr__(self, "keypoints", _frozen_float32(keypoints))
         object.__setattr__(self, "score", float(self.score))
         if self.mesh is not None:
             mesh = check_points(self.mesh, "Face.mesh", count=MESH_POINTS)
-            object.__setattr__(self, "mesh", _frozen_array(mesh, np.float32))
+            object.__setattr__(self, "mesh", _frozen_float32(mesh))
 
     @classmethod
     def from_keypoints(
         cls,
-        keypoints: np.ndarray,
+        keypoints: npt.ArrayLike,
         *,
         score: float = 1.0,
-        mesh: np.ndarray | None = None,
-        box: np.ndarray | None = None,
+        mesh: npt.ArrayLike | None = None,
+        box: npt.ArrayLike | None = None,
     ) -> Face:
         """Build a Face from known keypoints (e.g. synthetic ground truth); the box is derived if not given."""
         kp = check_points(keypoints, "keypoints", count=5)
         if box is None:
             box = box_around_keypoints(kp) if mesh is None else _bounds(check_points(mesh, "mesh"))
-        return cls(box=np.asarray(box, dtype=np.float32), score=score, keypoints=kp, mesh=mesh)
+        return cls(box=np.asarray(box, dtype=np.float32), score=score, keypoints=kp.astype(np.float32),
+                   mesh=None if mesh is None else check_points(mesh, "Face.mesh").astype(np.float32))
 
     @property
-    def points(self) -> np.ndarray:
+    def points(self) -> Float32Array:
         """The densest landmarks available: the mesh if present, else the 5 keypoints."""
         return self.mesh if self.mesh is not None else self.keypoints
 
-    def with_points(self, keypoints: np.ndarray, mesh: np.ndarray | None = None) -> Face:
+    def with_points(self, keypoints: npt.ArrayLike, mesh: npt.ArrayLike | None = None) -> Face:
         """A copy with replaced (e.g. smoothed) keypoints and mesh; the box moves with the keypoints."""
         shift = np.asarray(keypoints, np.float64).mean(axis=0) - self.keypoints.astype(np.float64).mean(axis=0)
         box = self.box.astype(np.float64) + np.tile(shift, 2)
-        return Face(box=box, score=self.score, keypoints=keypoints, mesh=mesh)
+        return Face(box=box.astype(np.float32), score=self.score, keypoints=np.asarray(keypoints, dtype=np.float32),
+                    mesh=None if mesh is None else np.asarray(mesh, dtype=np.float32))
 
 
-def _bounds(points: np.ndarray) -> np.ndarray:
+def _bounds(points: Float64Array) -> Float64Array:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
-def box_around_keypoints(keypoints: np.ndarray) -> np.ndarray:
+def box_around_keypoints(keypoints: npt.ArrayLike) -> Float64Array:
     """A face box (x0,y0,x1,y1) estimated from 5 keypoints: about 2.2 eye distances wide, brow to chin."""
     kp = check_points(keypoints, "keypoints", count=5)
     eye_mid = (kp[0] + kp[1]) / 2

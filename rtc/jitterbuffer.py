@@ -23,7 +23,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
-from stream_server.errors import ConfigError
+from rtc.errors import JitterBufferModeError
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _receiver_kind(receiver: RTCRtpReceiver) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def install_on_receiver(receiver: RTCRtpReceiver, mode: Literal["marker", "stock"]) -> bool:
+def install_on_receiver(receiver: RTCRtpReceiver, mode: JitterBufferMode) -> bool:
     """Put a MarkerJitterBuffer on a video receiver (mode "marker"); True if it is installed.
 
     Call it before media flows (right after the receiver is created, or in the "track" event). Audio
@@ -220,7 +220,7 @@ def install_on_receiver(receiver: RTCRtpReceiver, mode: Literal["marker", "stock
     buffer stays and a warning names the attribute.
     """
     if mode not in JITTER_BUFFER_MODES:
-        raise ConfigError(f"--jitter-buffer must be one of {', '.join(JITTER_BUFFER_MODES)}, got {mode!r}")
+        raise JitterBufferModeError(f"--jitter-buffer must be one of {', '.join(JITTER_BUFFER_MODES)}, got {mode!r}")
     kind = _receiver_kind(receiver)
     if mode == "stock" or kind != "video":
         return False

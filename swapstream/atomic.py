@@ -15,6 +15,8 @@ from pathlib import Path
 
 # mkstemp makes files private (0600); results are read by other users (a server running as its own user).
 DEFAULT_MODE = 0o644
+# Marks a temporary name (".NAME.<random>.partial.SUFFIX"), so leftovers of a killed writer can be found.
+_TEMP_MARK = ".partial"
 
 
 @contextmanager
@@ -26,7 +28,7 @@ def atomic_path(target: str | Path, mode: int = DEFAULT_MODE) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{target.suffix}", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{_TEMP_MARK}{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -69,3 +71,17 @@ def fsync_directory(directory: str | Path) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in `folder`; returns what was removed.
+
+    Only for a folder one program owns while it runs (a face set being extracted): another writer's file in flight
+    has the same kind of name.
+    """
+    removed = []
+    for leftover in Path(folder).glob(f".*{_TEMP_MARK}*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed

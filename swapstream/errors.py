@@ -8,6 +8,7 @@ SwapstreamError
  |    +-- faces.errors.InputError    a path that is missing, unreadable or not media
  +-- training.errors.TrainingError   data sets, checkpoints, resume
  +-- export.errors.ExportError       ONNX / TensorRT conversion and parity
+ +-- rtc.errors.RtcError             the receive path both ends share (jitter-buffer mode)
  +-- stream_server.errors.ServerError  ConfigError, ModelLoadError, SignalingError, ...
 
 Library code raises these; only the CLI (swapstream.cli) turns them into exit codes.

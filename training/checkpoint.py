@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from swapstream.atomic import atomic_write_bytes
 from training.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, Any] | None = None,
 ) -> Path:
-    """Write model (+ optimiser) state and metadata to `path` atomically: temp file, fsync, os.replace."""
+    """Write model (+ optimiser) state and metadata to `path` atomically and durably (swapstream.atomic)."""
     path = Path(path)
     tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     metadata = {
@@ -112,25 +112,7 @@ def save_checkpoint(
         metadata["optim_scalars"] = json.dumps(scalars)
     metadata["content_sha256"] = json.dumps(_content_digest(tensors))
     payload = save_safetensors_bytes(tensors, metadata=metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    atomic_write_bytes(path, payload)
     log.debug("wrote %s (step %d, %d bytes)", path, step, len(payload))
     return path
 

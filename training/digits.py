@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from swapstream.atomic import atomic_write_text
 from training.checkpoint import capture_rng, checkpoint_path, save_checkpoint
 from training.digits_model import CLASSES, IMAGE_SIDE, INPUTS, Arch, DigitNet
 from training.errors import DatasetError
@@ -327,7 +328,7 @@ def _train_digits(config: DigitsTrainConfig, started: float) -> DigitsResult:
     ckpt = save_checkpoint(checkpoint_path(config.out), kind="digits", model=model, model_config=model.config,
                            step=config.epoch_count, train_config=config.to_json(), optimizer=optimizer, rng=capture_rng())
     _plots(config.out, confusion, train_losses, test_losses, accuracy, config.arch)
-    (config.out / "metrics.json").write_text(json.dumps({
+    atomic_write_text(config.out / "metrics.json", json.dumps({
         "arch": config.arch, "test_accuracy": accuracy, "n_train": len(data.x_train), "n_test": len(data.x_test),
         "source": data.source, "confusion": confusion.tolist(), "train_loss": train_losses, "test_loss": test_losses,
     }, indent=2))

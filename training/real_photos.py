@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faces.media import write_image
 from training.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,7 @@ def write_real_photos(config: RealPhotosConfig) -> int:
     images += lfw
     names += [f"lfw_{i:03d}.png" for i in range(len(lfw))]
     for name, image in zip(names, images):
-        tmp = config.out / f".{name}.partial.png"
-        cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        tmp.replace(config.out / name)
+        write_image(config.out / name, image)
     log.info("wrote %d real face photos to %s", len(images), config.out)
     return len(images)
 

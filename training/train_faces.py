@@ -18,11 +18,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterator, Literal
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from faces.media import write_image
+from swapstream.atomic import atomic_write_text
 from training.checkpoint import (
     capture_rng,
     checkpoint_path,
@@ -345,7 +346,7 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
             if isinstance(value, torch.Tensor) and key != "step":
                 state[key] = value.to(device)
     log.info("swap model %s: %s", model_config, describe_parameters(model))
-    (out / "model_config.json").write_text(json.dumps(model_config, indent=2))
+    atomic_write_text(out / "model_config.json", json.dumps(model_config, indent=2))
 
     autocast, scaler = autocast_for(device)
     keep = start_step if config.resume else None
@@ -377,9 +378,8 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
 
     def write_preview(step: int) -> None:
         grid = render_preview(model, eval_a.input[:4], eval_b.input[:4])
-        bgr = cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(previews_dir / f"step_{step:07d}.png"), bgr)
-        cv2.imwrite(str(out / "preview.png"), bgr)
+        write_image(previews_dir / f"step_{step:07d}.png", grid)
+        write_image(out / "preview.png", grid)  # replaced whole: a page showing it never gets half a PNG
 
     if start_step == 0:
         evaluate(0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import profile
+from clients import profile, roundtrip
 from clients.errors import ClientConfigError
 from clients.webrtc import ServerEndpoint
 
@@ -51,7 +51,7 @@ def test_prometheus_stage_means_are_deltas_over_the_run() -> None:
 
 
 def test_percentiles_and_flag_validation(tmp_path: Path) -> None:
-    summary = profile.percentiles([float(v) for v in range(1, 101)])
+    summary = roundtrip.percentiles([float(v) for v in range(1, 101)])
     assert summary["p50"] == pytest.approx(50.5) and summary["p99"] == pytest.approx(99.01)
     endpoint = ServerEndpoint("http://127.0.0.1:8080")
     with pytest.raises(ClientConfigError, match="--seconds"):

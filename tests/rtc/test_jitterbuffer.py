@@ -16,7 +16,7 @@ from aiortc.rtp import RtpPacket
 from av import VideoFrame
 
 from rtc import jitterbuffer as jb
-from stream_server.errors import ConfigError
+from rtc.errors import JitterBufferModeError
 from rtc.jitterbuffer import MarkerJitterBuffer, install_on_receiver
 
 WIDTH, HEIGHT = 320, 240
@@ -393,7 +393,7 @@ async def test_install_replaces_the_video_buffer_only():
         assert install_on_receiver(audio, "marker") is False
         assert getattr(audio, jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE) is audio_before
 
-        with pytest.raises(ConfigError, match="--jitter-buffer"):
+        with pytest.raises(JitterBufferModeError, match="--jitter-buffer"):
             install_on_receiver(video, "fast")  # type: ignore[arg-type]
     finally:
         await pc.close()

@@ -206,7 +206,7 @@ def test_blurry_faces_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_record_that_lost_its_newline_is_kept_and_the_next_starts_a_new_line(tmp_path: Path) -> None:
-    from training.extract import _load_written
+    from training.extract_writer import load_written as _load_written
 
     meta = tmp_path / METADATA_NAME
     meta.write_text('{"source": "s", "frame": 0, "face_index": 0}\n{"source": "s", "frame": 1, "face_index": 0}')
