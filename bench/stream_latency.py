@@ -41,9 +41,12 @@ from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 from av import VideoFrame  # noqa: E402
 
+from rtc.jitterbuffer import JITTER_BUFFER_MODES  # noqa: E402
+from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_WIDTH  # noqa: E402
+
 CODE_BITS = 10
-CODE_CELL = 20
-CODE_HEIGHT = 24
+CODE_CELL = RESERVED_CORNER_WIDTH // CODE_BITS
+CODE_HEIGHT = RESERVED_CORNER_HEIGHT
 VIDEO_CLOCK = 90_000
 
 logger = logging.getLogger("bench.stream_latency")
@@ -262,7 +265,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=24, help="distinct frames, sent in a loop (default 24)")
     parser.add_argument("--input", type=Path, help="a video file to send instead of rendered synthetic frames")
     parser.add_argument("--detect-every", type=int, default=3, help="server --detect-every (default 3, as serve)")
-    parser.add_argument("--jitter-buffer", choices=("marker", "stock"), default="marker",
+    parser.add_argument("--jitter-buffer", choices=JITTER_BUFFER_MODES, default="marker",
                         help="jitter buffer on the server and this client (default marker)")
     parser.add_argument("--compare-jitter-buffers", action="store_true",
                         help="also run echo with the other jitter buffer and print the difference")

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -21,11 +21,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from clients.errors import ClientConfigError, ConnectionFailed
+from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode, install_on_receiver
 
 logger = logging.getLogger(__name__)
 
-JitterBufferMode = Literal["marker", "stock"]
-JITTER_BUFFER_MODES: tuple[str, ...] = ("marker", "stock")
 TOKEN_ENVIRONMENT_VARIABLE = "SWAPSTREAM_TOKEN"
 
 
@@ -76,11 +75,6 @@ def parse_options(text: str | None) -> dict[str, Any]:
 def install_jitter_buffer(pc: RTCPeerConnection, mode: JitterBufferMode) -> bool:
     """Put the marker-bit jitter buffer on the peer's video receivers (issue 7); False where the stock one stays."""
     if mode == "stock":
-        return False
-    try:
-        from rtc.jitterbuffer import install_on_receiver
-    except ImportError as exc:
-        logger.warning("marker jitter buffer unavailable (%s); keeping aiortc's stock buffer", exc)
         return False
     installed = False
     for transceiver in pc.getTransceivers():

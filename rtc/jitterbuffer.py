@@ -212,7 +212,7 @@ def _receiver_kind(receiver: RTCRtpReceiver) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def install_on_receiver(receiver: RTCRtpReceiver, mode: Literal["marker", "stock"]) -> bool:
+def install_on_receiver(receiver: RTCRtpReceiver, mode: JitterBufferMode) -> bool:
     """Put a MarkerJitterBuffer on a video receiver (mode "marker"); True if it is installed.
 
     Call it before media flows (right after the receiver is created, or in the "track" event). Audio
