@@ -4,6 +4,7 @@ ServerError (SwapstreamError)
  +-- ConfigError       a flag or SWAPSTREAM_* variable with a bad value (names it)
  +-- ModelLoadError    a manifest or model file missing, corrupt, mismatched (names the file)
  +-- SignalingError    a malformed offer / WHIP / WHEP request (becomes HTTP 400)
+      +-- AuthError     a missing or wrong bearer token (HTTP 401)
 """
 
 from __future__ import annotations
@@ -25,3 +26,7 @@ class ModelLoadError(ServerError):
 
 class SignalingError(ServerError):
     """A signaling request is malformed."""
+
+
+class AuthError(SignalingError):
+    """Missing or wrong bearer token (HTTP 401)."""

@@ -113,6 +113,10 @@ class InferenceBackend(Protocol):
         """Outputs for a float32 batch, in the manifest's output order."""
         ...
 
+    def close(self) -> None:
+        """Free what the runtime holds (called at server shutdown)."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------- manifest
 
@@ -316,6 +320,9 @@ class OnnxRuntimeBackend:
                  for i in range(0, len(array), self.max_batch)]
         return [np.concatenate([part[k] for part in parts]) for k in range(len(self._output_names))]
 
+    def close(self) -> None:
+        """Nothing to free by hand: ONNX Runtime releases the session with the object."""
+
 
 def _ort_spec(node: Any) -> TensorSpec:
     shape = tuple(dim if isinstance(dim, (int, str)) else "?" for dim in node.shape)
@@ -457,6 +464,9 @@ class PassthroughBackend:
         """`[batch, ones]`: the face unchanged and a full mask."""
         array = _prepare_batch(self.entry, batch)
         return [array.copy(), np.ones((len(array), 1, *array.shape[2:]), dtype=np.float32)]
+
+    def close(self) -> None:
+        """Nothing to free."""
 
 
 def load_backend(
