@@ -38,14 +38,12 @@ class ServerState:
     metrics: ServerMetrics
     executor: ThreadPoolExecutor
     """The frame workers (also used for the digits model and for closing a session's stages)."""
-    catalog: ModelCatalog
     manifest_entries: tuple[ModelEntry, ...]
     backends: Mapping[str, Backend]
     """Every manifest model's backend, by name."""
     batcher: InferenceBatcher | None
     """None for the echo pipeline."""
     registry: SessionRegistry
-    web_root: Path | None
     digits_model: str | None
 
     @property
@@ -176,26 +174,24 @@ def create_app(config: ServerConfig) -> web.Application:
         config=config,
         metrics=metrics,
         executor=executor,
-        catalog=catalog,
         manifest_entries=tuple(entries),
         backends=MappingProxyType(backends),
         batcher=batcher,
         registry=SessionRegistry(config.max_sessions, services),
-        web_root=_find_web_root(),
         digits_model=next((e.name for e in entries if e.kind == "digits"), None),
     )
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_error_middleware])
     app[STATE_KEY] = state
     signaling.add_routes(app)
     api.add_routes(app)
-    _add_page_routes(app, state)
+    _add_page_routes(app, _find_web_root())
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
 
 
-def _add_page_routes(app: web.Application, state: ServerState) -> None:
-    root = state.web_root
+def _add_page_routes(app: web.Application, root: Path | None) -> None:
+    """GET / (the browser page, or the minimal one) and its files under /static."""
 
     async def index(request: web.Request) -> web.StreamResponse:
         if root is not None:
