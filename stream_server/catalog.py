@@ -1,4 +1,4 @@
-"""The swap models the server can run, by manifest name or direction (moved verbatim from pipeline.py)."""
+"""The swap models the server can run, resolved by manifest name or by direction ("a2b" / "b2a")."""
 
 from __future__ import annotations
 
