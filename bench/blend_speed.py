@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from stream_server.backends import load_models  # noqa: E402
+from stream_server.batching import BatcherLane, InferenceBatcher  # noqa: E402
 from stream_server.catalog import ModelCatalog  # noqa: E402
 from stream_server.config import SessionOptions  # noqa: E402
 from stream_server.pipeline import FramePipeline, PipelineSettings  # noqa: E402
@@ -128,20 +129,22 @@ def main(argv: list[str] | None = None) -> int:
     backend = catalog.backends[info.name]
     options = SessionOptions(model=args.model, feather=args.feather, color=args.color)
 
-    def infer(model: str, faces: np.ndarray) -> list[np.ndarray]:
-        return backend.run(faces)
-
+    # The server's own way to the model: one session's lane into the inference batcher.
+    batcher = InferenceBatcher({info.name: backend})
     results: dict[str, dict[str, list[float]]] = {}
     faces_seen: list[list[Any]] = []
-    for mode in ("echo", "swap"):
-        settings = PipelineSettings(mode=mode, detect_every=args.detect_every, disclosure_mark=True)
-        pipeline = FramePipeline(settings, catalog, infer)
-        try:
-            results[mode], seen = run_pipeline(pipeline, frames, options, args.repeat, args.fps)
-        finally:
-            pipeline.close()
-        if mode == "swap":
-            faces_seen = seen
+    try:
+        for mode in ("echo", "swap"):
+            settings = PipelineSettings(mode=mode, detect_every=args.detect_every, disclosure_mark=True)
+            pipeline = FramePipeline(settings, catalog, BatcherLane(batcher, session=mode))
+            try:
+                results[mode], seen = run_pipeline(pipeline, frames, options, args.repeat, args.fps)
+            finally:
+                pipeline.close()
+            if mode == "swap":
+                faces_seen = seen
+    finally:
+        batcher.close()
     found = sum(1 for faces in faces_seen if faces)
     parts = blend_parts(frames, faces_seen, backend, info.face_size, options, args.part_calls)
 

@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from clients.profile import ProfileConfig, measure_run  # noqa: E402
-from clients.webrtc import JitterBufferMode, ServerEndpoint  # noqa: E402
+from clients.webrtc import ServerEndpoint  # noqa: E402
+from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode  # noqa: E402
 
 logger = logging.getLogger("bench.stream_latency")
 
@@ -144,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=24, help="distinct frames, sent in a loop (default 24)")
     parser.add_argument("--input", type=Path, help="a video file to send instead of rendered synthetic frames")
     parser.add_argument("--detect-every", type=int, default=3, help="server --detect-every (default 3, as serve)")
-    parser.add_argument("--jitter-buffer", choices=("marker", "stock"), default="marker",
+    parser.add_argument("--jitter-buffer", choices=JITTER_BUFFER_MODES, default="marker",
                         help="jitter buffer on the server and this client (default marker)")
     parser.add_argument("--compare-jitter-buffers", action="store_true",
                         help="also run echo with the other jitter buffer and print the difference")

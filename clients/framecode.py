@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from clients.errors import FrameCodeError
+from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_WIDTH
 
-CODE_WIDTH = 200
-CODE_HEIGHT = 24
+CODE_WIDTH = RESERVED_CORNER_WIDTH
+CODE_HEIGHT = RESERVED_CORNER_HEIGHT
 CELL_WIDTH = 10
 ROW_HEIGHT = CODE_HEIGHT // 2
 DATA_BITS = 16

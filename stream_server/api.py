@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from stream_server.app import STATE_KEY
 from stream_server.errors import SignalingError
-from stream_server.session import STATE_KEY
-from stream_server.signaling import read_body
+from swapstream.manifest import ModelEntry
+from stream_server.metrics import EXPOSITION_CONTENT_TYPE
+from stream_server.signaling import read_body, read_body_bytes
 
 DIGIT_SIDE = 16
 
@@ -34,27 +36,22 @@ async def handle_healthz(request: web.Request) -> web.Response:
 async def handle_metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text exposition."""
     body = request.app[STATE_KEY].metrics.render()
-    return web.Response(text=body, content_type="text/plain", charset="utf-8",
-                        headers={"X-Prometheus-Format": "0.0.4"})
+    return web.Response(body=body, headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
 
 
-def _entry_summary(entry: Any) -> dict[str, Any]:
-    def get(name: str) -> Any:
-        return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
-
-    return {key: get(key) for key in ("name", "kind", "direction", "face_size", "precision")}
+def _entry_summary(entry: ModelEntry) -> dict[str, Any]:
+    return {"name": entry.name, "kind": entry.kind, "direction": entry.direction, "face_size": entry.face_size,
+            "precision": entry.precision}
 
 
 async def handle_models(request: web.Request) -> web.Response:
     """GET /api/models: the manifest's models, the provider and the default options for new sessions."""
     state = request.app[STATE_KEY]
-    defaults = state.config.default_options
     return web.json_response({
-        "models": [_entry_summary(e) for e in state.manifest_entries],
+        "models": [_entry_summary(e) for e in state.catalog.entries],
         "provider": state.provider,
         "pipeline": state.config.pipeline,
-        "defaults": {"model": defaults.model, "swap": defaults.swap, "feather": defaults.feather,
-                     "color": defaults.color, "boxes": defaults.boxes},
+        "defaults": state.config.default_options.as_dict(),
     })
 
 
@@ -107,11 +104,7 @@ async def handle_digits(request: web.Request) -> web.Response:
     if state.digits_model is None:
         raise web.HTTPServiceUnavailable(text="no digits model in the manifest (--models)")
     if request.content_type == "image/png":
-        limit = state.config.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
-                                                text=f"PNG over the limit of {limit} bytes (--max-body-kb)")
-        pixels = digit_input_from_png(await request.read())
+        pixels = digit_input_from_png(await read_body_bytes(request))
     else:
         text = await read_body(request)
         try:

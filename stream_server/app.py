@@ -1,27 +1,67 @@
-"""The aiohttp application factory: routes, shared state under app[STATE_KEY], clean shutdown."""
+"""The aiohttp application: the server's state, built once and never changed, its routes, clean shutdown.
+
+`create_app(config)` loads the models (errors now, not at the first frame), builds the `ServerState` that every
+handler reaches through `app[STATE_KEY]`, and wires the routes and the shutdown hooks. Each part gets only what
+it uses: the session registry its `SessionServices`, a session's frame stages their settings, catalog and
+inference lane.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from stream_server import api, signaling
 from stream_server.backends import InferenceBackend, load_models
-from stream_server.batching import InferenceBatcher
+from stream_server.batching import BatcherLane, InferenceBatcher
 from stream_server.catalog import ModelCatalog
-from stream_server.config import ServerConfig
-from stream_server.errors import ModelLoadError, ServerError, SignalingError
+from stream_server.config import ServerConfig, SessionOptions
+from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
 from stream_server.metrics import ServerMetrics
 from stream_server.pipeline import FramePipeline, PipelineSettings
-from stream_server.session import STATE_KEY, ServerState, SessionLimitError, SessionRegistry, UnknownSessionError
-from swapstream.manifest import ModelEntry
+from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """Everything the handlers share, reached through app[STATE_KEY]; built once by create_app, never changed."""
+
+    config: ServerConfig
+    metrics: ServerMetrics
+    executor: ThreadPoolExecutor
+    """The frame workers (also used for the digits model and for closing a session's stages)."""
+    catalog: ModelCatalog
+    """Every served model (manifest entry + backend)."""
+    batcher: InferenceBatcher | None
+    """None for the echo pipeline."""
+    registry: SessionRegistry
+
+    @property
+    def backends(self) -> Mapping[str, InferenceBackend]:
+        """Every served model's backend, by name."""
+        return self.catalog.backends
+
+    @property
+    def digits_model(self) -> str | None:
+        """The first digits model's name, if one is served."""
+        digits = self.catalog.of_kind("digits")
+        return digits[0].name if digits else None
+
+    @property
+    def provider(self) -> str:
+        """The inference providers the loaded backends run on, comma-separated ("none" without models)."""
+        providers = sorted({backend.provider for backend in self.backends.values()})
+        return ",".join(providers) if providers else "none"
+
+
+STATE_KEY = web.AppKey("swapstream_state", ServerState)
 
 MINIMAL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>swapstream</title></head>
@@ -68,20 +108,21 @@ def _find_web_root() -> Path | None:
     return None
 
 
-def _load_models(config: ServerConfig) -> tuple[list[ModelEntry], dict[str, InferenceBackend]]:
-    """Every manifest entry and its loaded backend; ModelLoadError names the file."""
+def _load_catalog(config: ServerConfig) -> ModelCatalog:
+    """Every model of --models with its open backend (none without --models); ModelLoadError names the file."""
     if config.models_dir is None:
-        return [], {}
+        return ModelCatalog((), {})
     manifest, backends = load_models(config.models_dir)
-    return list(manifest.models), backends
+    return ModelCatalog(manifest.models, backends)
 
 
 @web.middleware
-async def _error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _error_middleware(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Turn the server's errors into JSON responses with the right status; the server keeps serving."""
     try:
         return await handler(request)
-    except signaling.AuthError as exc:
+    except AuthError as exc:
         return web.json_response({"error": str(exc)}, status=401, headers={"WWW-Authenticate": "Bearer"})
     except SignalingError as exc:
         logger.info("%s %s -> 400: %s", request.method, request.path, exc)
@@ -100,9 +141,11 @@ async def _error_middleware(request: web.Request, handler: Any) -> web.StreamRes
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    """Build the app: load models (errors now, not at the first frame), wire routes, shutdown hooks."""
-    entries, backends = _load_models(config)
-    catalog = ModelCatalog(entries, backends)
+    """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks."""
+    # Imported here: the handlers import STATE_KEY from this module.
+    from stream_server import api, signaling
+
+    catalog = _load_catalog(config)
     if config.pipeline == "swap":
         if not catalog.swap_names:
             raise ModelLoadError(f"--models {config.models_dir}: the manifest has no swap model")
@@ -111,51 +154,45 @@ def create_app(config: ServerConfig) -> web.Application:
         except ServerError as exc:
             raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
     metrics = ServerMetrics()
-    swap_backends = {name: backends[name] for name in catalog.swap_names}
     batcher = None
     if config.pipeline == "swap":
-        def on_batch(n: int) -> None:
-            metrics.batches.inc()
-            metrics.batched_faces.inc(n)
-
-        batcher = InferenceBatcher(swap_backends, config.batch_wait_ms, config.max_batch, on_batch=on_batch)
-    state = ServerState(
-        config=config,
-        metrics=metrics,
-        executor=ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="swapstream-frame"),
-        catalog=catalog,
-        backends=backends,
-        manifest_entries=entries,
-        batcher=batcher,
-        web_root=_find_web_root(),
-        digits_model=next((e.name for e in entries if e.kind == "digits"), None),
-    )
-    state.registry = SessionRegistry(state)
+        batcher = InferenceBatcher({name: catalog.backends[name] for name in catalog.swap_names}, config.batch_wait_ms,
+                                   config.max_batch, on_batch=metrics.batch_run)
+    executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="swapstream-frame")
     settings = PipelineSettings(mode=config.pipeline, detect_every=config.detect_every,
                                 max_faces=config.max_faces, disclosure_mark=config.disclosure_mark)
 
-    def make_pipeline(session_id: str) -> FramePipeline:
-        infer = None
-        if batcher is not None:
-            def infer(model: str, faces: Any) -> Any:
-                return batcher.infer(model, faces, session=session_id)
+    def make_stages(session_id: str) -> FramePipeline:
+        lane = BatcherLane(batcher, session_id) if batcher is not None else None
+        return FramePipeline(settings, catalog, lane)
 
-        return FramePipeline(settings, catalog, infer)
+    def check_options(options: SessionOptions) -> None:
+        if config.pipeline == "swap" and options.swap:
+            catalog.resolve(options.model)
 
-    state.pipeline_factory = make_pipeline
-
+    services = SessionServices(executor=executor, metrics=metrics, make_stages=make_stages,
+                               check_options=check_options, connect_timeout_s=config.connect_timeout_s,
+                               stats_interval_s=config.stats_interval_s)
+    state = ServerState(
+        config=config,
+        metrics=metrics,
+        executor=executor,
+        catalog=catalog,
+        batcher=batcher,
+        registry=SessionRegistry(config.max_sessions, services),
+    )
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_error_middleware])
     app[STATE_KEY] = state
     signaling.add_routes(app)
     api.add_routes(app)
-    _add_page_routes(app, state)
+    _add_page_routes(app, _find_web_root())
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
 
 
-def _add_page_routes(app: web.Application, state: ServerState) -> None:
-    root = state.web_root
+def _add_page_routes(app: web.Application, root: Path | None) -> None:
+    """GET / (the browser page, or the minimal one) and its files under /static."""
 
     async def index(request: web.Request) -> web.StreamResponse:
         if root is not None:
@@ -178,3 +215,4 @@ async def _on_cleanup(app: web.Application) -> None:
     if state.batcher is not None:
         state.batcher.close()
     state.executor.shutdown(wait=True)
+    state.catalog.close()

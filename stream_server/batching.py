@@ -13,25 +13,24 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
+
+from stream_server.backends import InferenceBackend
 
 logger = logging.getLogger(__name__)
 
 
-class BatchBackend(Protocol):
-    """What the batcher needs from an inference backend."""
-
-    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+Batch = NDArray[np.float32]
 
 
 @dataclass
 class _Request:
     model: str
-    faces: np.ndarray
+    faces: Batch
     session: str
-    future: Future[list[np.ndarray]] = field(default_factory=Future)
+    future: Future[list[Batch]] = field(default_factory=Future)
 
 
 class InferenceBatcher:
@@ -39,7 +38,7 @@ class InferenceBatcher:
 
     def __init__(
         self,
-        backends: Mapping[str, BatchBackend],
+        backends: Mapping[str, InferenceBackend],
         max_wait_ms: float = 2.0,
         max_batch: int = 16,
         on_batch: Callable[[int], None] | None = None,
@@ -70,7 +69,7 @@ class InferenceBatcher:
         with self._cond:
             return len(self._live_sessions)
 
-    def infer(self, model: str, faces: np.ndarray, session: str, timeout_s: float = 10.0) -> list[np.ndarray]:
+    def infer(self, model: str, faces: Batch, session: str, timeout_s: float = 10.0) -> list[Batch]:
         """Run `model` on `faces` (N,C,S,S) float32; blocks the calling (worker) thread until the batch ran."""
         if model not in self._backends:
             raise KeyError(model)
@@ -114,22 +113,21 @@ class InferenceBatcher:
             self._pending.remove(request)
         return taken
 
+    def _next_batch(self) -> list[_Request] | None:
+        """Wait for a request, then at most max_wait for the other live sessions' faces; None once closed."""
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            deadline = time.monotonic() + self._max_wait_s
+            while not self._closed and not self._ready():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return None if self._closed else self._take_batch()
+
     def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                deadline = time.monotonic() + self._max_wait_s
-                while not self._closed and not self._ready():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                if self._closed:
-                    return
-                batch = self._take_batch()
+        while (batch := self._next_batch()) is not None:
             self._run(batch)
 
     def _run(self, batch: list[_Request]) -> None:
@@ -148,3 +146,20 @@ class InferenceBatcher:
             stop = start + len(request.faces)
             request.future.set_result([output[start:stop] for output in outputs])
             start = stop
+
+
+class BatcherLane:
+    """One session's way into the batcher: the session counts as live from creation until close()."""
+
+    def __init__(self, batcher: InferenceBatcher, session: str) -> None:
+        self._batcher = batcher
+        self._session = session
+        batcher.register(session)
+
+    def __call__(self, model: str, faces: Batch) -> list[Batch]:
+        """Run `model` on this session's faces, batched with other sessions' (blocks the worker thread)."""
+        return self._batcher.infer(model, faces, self._session)
+
+    def close(self) -> None:
+        """Leave the batcher: other sessions stop waiting for this one's faces."""
+        self._batcher.unregister(self._session)

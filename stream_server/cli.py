@@ -26,8 +26,7 @@ async def serve(config: ServerConfig, app: web.Application | None = None) -> Non
     """Serve until SIGTERM or SIGINT, then close every peer connection and free the workers."""
     from aiohttp import web
 
-    from stream_server.app import create_app
-    from stream_server.session import STATE_KEY
+    from stream_server.app import STATE_KEY, create_app
 
     app = app or create_app(config)
     state = app[STATE_KEY]

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from faces.color import COLOR_MODES, ColorMode
+from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode
 from stream_server.errors import ConfigError
 
 PipelineMode = Literal["swap", "echo"]
-ColorMode = Literal["rct", "lct", "none"]
-JitterBufferMode = Literal["marker", "stock"]
-
-COLOR_MODES: tuple[str, ...] = ("rct", "lct", "none")
+PIPELINE_MODES: tuple[PipelineMode, ...] = get_args(PipelineMode)
 MAX_BATCH_WAIT_MS = 2.0
 
 
@@ -43,7 +42,7 @@ class SessionOptions:
 
     def updated(self, changes: Mapping[str, Any]) -> SessionOptions:
         """A copy with `changes` applied; unknown keys and bad values raise ConfigError naming the key."""
-        known = {"model", "swap", "feather", "color", "boxes"}
+        known = {option.name for option in fields(self)}
         unknown = sorted(set(changes) - known - {"type"})
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}")
@@ -51,6 +50,10 @@ class SessionOptions:
         if "feather" in values and isinstance(values["feather"], float) and values["feather"].is_integer():
             values["feather"] = int(values["feather"])
         return replace(self, **values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as the API and the control channel show them."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class ServerConfig:
     default_options: SessionOptions = field(default_factory=SessionOptions)
 
     def __post_init__(self) -> None:
-        if self.pipeline not in ("swap", "echo"):
+        if self.pipeline not in PIPELINE_MODES:
             raise ConfigError(f"--pipeline must be swap or echo, got {self.pipeline!r}")
         if self.pipeline == "swap" and self.models_dir is None:
             raise ConfigError("--models is required with --pipeline swap (a folder holding manifest.json)")
@@ -89,7 +92,7 @@ class ServerConfig:
             raise ConfigError("--token must not be empty")
         if self.max_sessions < 1:
             raise ConfigError(f"--max-sessions must be >= 1, got {self.max_sessions}")
-        if self.jitter_buffer not in ("marker", "stock"):
+        if self.jitter_buffer not in JITTER_BUFFER_MODES:
             raise ConfigError(f"--jitter-buffer must be marker or stock, got {self.jitter_buffer!r}")
         if self.detect_every < 1:
             raise ConfigError(f"--detect-every must be >= 1, got {self.detect_every}")
@@ -152,12 +155,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="require 'Authorization: Bearer TOKEN' on /offer, /whip and /whep (SWAPSTREAM_TOKEN)")
     parser.add_argument("--max-sessions", type=int, default=_env(environ, "MAX_SESSIONS", 4, int),
                         help="most live sessions; more get HTTP 503 (default 4)")
-    parser.add_argument("--pipeline", choices=("swap", "echo"), default=_env(environ, "PIPELINE", "swap"),
+    parser.add_argument("--pipeline", choices=PIPELINE_MODES, default=_env(environ, "PIPELINE", "swap"),
                         help="swap faces, or echo frames unchanged (baseline for latency)")
     parser.add_argument("--no-disclosure-mark", action="store_true",
                         default=not _env(environ, "DISCLOSURE_MARK", True, _parse_bool),
                         help="do not draw the visible 'AI-generated' mark (on by default; SWAPSTREAM_DISCLOSURE_MARK=0)")
-    parser.add_argument("--jitter-buffer", choices=("marker", "stock"), default=_env(environ, "JITTER_BUFFER", "marker"),
+    parser.add_argument("--jitter-buffer", choices=JITTER_BUFFER_MODES, default=_env(environ, "JITTER_BUFFER", "marker"),
                         help="release video frames on the RTP marker bit (marker) or aiortc's stock rule")
     parser.add_argument("--detect-every", type=int, default=_env(environ, "DETECT_EVERY", 3, int),
                         help="start a face re-detection every N frames, optical-flow tracking on every frame "

@@ -5,6 +5,7 @@ ServerError (SwapstreamError)
  +-- ModelLoadError    a model file missing, corrupt or not what the manifest says (names the file);
  |                     also a swapstream.errors.ManifestError, like the manifest reader's own errors
  +-- SignalingError    a malformed offer / WHIP / WHEP request (becomes HTTP 400)
+      +-- AuthError     a missing or wrong bearer token (HTTP 401)
 """
 
 from __future__ import annotations
@@ -26,3 +27,7 @@ class ModelLoadError(ServerError, ManifestError):
 
 class SignalingError(ServerError):
     """A signaling request is malformed."""
+
+
+class AuthError(SignalingError):
+    """Missing or wrong bearer token (HTTP 401)."""

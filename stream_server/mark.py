@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 MARK_TEXT = "AI-generated"
 
@@ -18,7 +19,7 @@ def mark_box(width: int, height: int) -> tuple[int, int, int, int]:
     return max(0, x1 - box_w), max(0, y1 - box_h), x1, y1
 
 
-def draw_disclosure_mark(frame_rgb: np.ndarray) -> np.ndarray:
+def draw_disclosure_mark(frame_rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Draw the mark in place on an RGB uint8 frame and return it."""
     height, width = frame_rgb.shape[:2]
     scale = max(0.35, height / 960)

@@ -9,21 +9,20 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from stream_server.errors import ConfigError, SignalingError
-from stream_server.session import STATE_KEY, ServerState, Session, UnknownSessionError
+from rtc.jitterbuffer import JitterBufferMode, install_on_receiver
+from stream_server.app import STATE_KEY
+from stream_server.errors import AuthError, ConfigError, SignalingError
+from stream_server.session import Session, SessionKind, UnknownSessionError
 
 logger = logging.getLogger(__name__)
 
 SDP_CONTENT_TYPE = "application/sdp"
-
-
-class AuthError(SignalingError):
-    """Missing or wrong bearer token (HTTP 401)."""
 
 
 def check_token(request: web.Request) -> None:
@@ -37,20 +36,27 @@ def check_token(request: web.Request) -> None:
         raise AuthError("missing or wrong bearer token: send 'Authorization: Bearer <token>' (the server's --token)")
 
 
-async def read_body(request: web.Request) -> str:
-    """The request body as text, refusing bodies over the server's limit before reading them."""
+async def read_body_bytes(request: web.Request) -> bytes:
+    """The request body, refusing bodies over the server's limit (--max-body-kb) with 413 before reading them."""
     limit = request.app[STATE_KEY].config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
                                             text=f"request body of {request.content_length} bytes is over the "
                                                  f"limit of {limit} bytes (--max-body-kb)")
     try:
-        return await request.text()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1,
                                             text=f"request body is over the limit of {limit} bytes (--max-body-kb)") \
             from exc
-    except UnicodeDecodeError as exc:
+
+
+async def read_body(request: web.Request) -> str:
+    """The request body as text (its charset, else UTF-8), within the server's size limit."""
+    body = await read_body_bytes(request)
+    try:
+        return body.decode(request.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError) as exc:
         raise SignalingError(f"request body is not text: {exc}") from exc
 
 
@@ -66,55 +72,40 @@ def _check_sdp(sdp: Any, what: str) -> str:
     return sdp
 
 
-def _install_jitter_buffers(pc: RTCPeerConnection, state: ServerState) -> None:
-    """Put our marker-bit jitter buffer on every video receiver, when that helper is available."""
-    try:
-        from rtc.jitterbuffer import install_on_receiver
-    except ImportError:  # the helper is optional; stock aiortc buffering still works
-        logger.debug("rtc.jitterbuffer not available; stock jitter buffer")
-        return
+def _install_jitter_buffers(pc: RTCPeerConnection, mode: JitterBufferMode) -> None:
+    """Put the chosen jitter buffer (--jitter-buffer) on every video receiver."""
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
-            install_on_receiver(transceiver.receiver, state.config.jitter_buffer)
+            install_on_receiver(transceiver.receiver, mode)
 
 
-async def _negotiate(pc: RTCPeerConnection, sdp: str, what: str, state: ServerState,
-                     before_answer: Any = None) -> RTCSessionDescription:
+async def _negotiate(pc: RTCPeerConnection, sdp: str, what: str, jitter_buffer: JitterBufferMode,
+                     before_answer: Callable[[], None] | None = None) -> RTCSessionDescription:
     """Apply the remote offer and make our answer; aiortc's errors become SignalingError (400)."""
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
     except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, KeyError, InvalidStateError...
         raise SignalingError(f"{what}: cannot apply the offer: {type(exc).__name__}: {exc}") from exc
-    _install_jitter_buffers(pc, state)
+    _install_jitter_buffers(pc, jitter_buffer)
     if before_answer is not None:
         before_answer()
     try:
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:  # noqa: BLE001
         raise SignalingError(f"{what}: cannot answer the offer: {type(exc).__name__}: {exc}") from exc
-    return pc.localDescription
+    answer: RTCSessionDescription = pc.localDescription
+    return answer
 
 
-async def _start_session(request: web.Request, sdp: str, options: dict[str, Any], kind: str,
+async def _start_session(request: web.Request, sdp: str, options: dict[str, Any], kind: SessionKind,
                          what: str) -> tuple[Session, RTCSessionDescription]:
     state = request.app[STATE_KEY]
     try:
-        session_options = state.config.default_options.updated(options)
-        if state.config.pipeline == "swap" and session_options.swap:
-            state.catalog.resolve(session_options.model)
+        session = state.registry.create(kind, state.config.default_options.updated(options))
     except ConfigError as exc:
         raise SignalingError(f"{what}: {exc}") from exc
-    session = state.registry.create(kind, session_options)  # type: ignore[arg-type]
-
-    def on_track(track: Any) -> None:
-        first_video = track.kind == "video" and session.reader is None
-        session.attach_input(track)
-        if first_video and kind == "offer":
-            session.pc.addTrack(session.broadcaster.subscribe())
-
-    session.pc.on("track", on_track)
     try:
-        answer = await _negotiate(session.pc, sdp, what, state)
+        answer = await _negotiate(session.pc, sdp, what, state.config.jitter_buffer)
     except BaseException:
         await session.close()
         raise
@@ -179,10 +170,10 @@ async def handle_whep_post(request: web.Request) -> web.Response:
     viewer_id = session.add_viewer(pc)
 
     def add_video() -> None:
-        pc.addTrack(session.broadcaster.subscribe())
+        pc.addTrack(session.subscribe())
 
     try:
-        answer = await _negotiate(pc, sdp, "POST /whep", state, before_answer=add_video)
+        answer = await _negotiate(pc, sdp, "POST /whep", state.config.jitter_buffer, before_answer=add_video)
     except BaseException:
         await session.remove_viewer(viewer_id)
         raise

@@ -3,7 +3,8 @@
 aiortc's incoming track queues every decoded frame without bound, so `LatestFrameReader` drains it
 continuously and keeps only the newest frame (older ones are dropped and counted). Processed frames go to a
 `FrameBroadcaster`; each outgoing `ProcessedVideoTrack` (the /offer peer's return video and every WHEP viewer)
-holds a single slot, so a slow viewer skips frames rather than buffering them.
+holds a single slot, so a slow viewer skips frames rather than buffering them. Both sides hold frames in a
+`newest.NewestSlot`.
 """
 
 from __future__ import annotations
@@ -12,20 +13,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from stream_server.frames import TimedFrame, copy_video_frame
+from stream_server.newest import NewestSlot
+
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TimedFrame:
-    """A frame and the monotonic time (s) the server first held its decoded input."""
-
-    frame: VideoFrame
-    received_at: float
+async def discard(track: MediaStreamTrack) -> None:
+    """Read and drop every frame of a track nobody uses (aiortc would queue them without bound)."""
+    try:
+        while True:
+            await track.recv()
+    except MediaStreamError:
+        pass
 
 
 class LatestFrameReader:
@@ -35,17 +39,14 @@ class LatestFrameReader:
                  on_drop: Callable[[], None] | None = None) -> None:
         self._track = track
         self._on_frame = on_frame
-        self._on_drop = on_drop
-        self._latest: TimedFrame | None = None
-        self._ready = asyncio.Event()
-        self._ended = False
+        self._slot = NewestSlot[TimedFrame](on_replace=on_drop)
         self.received = 0
-        self.dropped = 0
         self._task = asyncio.get_running_loop().create_task(self._drain(), name="swapstream-latest-frame-reader")
 
     @property
-    def ended(self) -> bool:
-        return self._ended
+    def dropped(self) -> int:
+        """Frames replaced by a newer one before they were taken."""
+        return self._slot.replaced
 
     async def _drain(self) -> None:
         try:
@@ -56,46 +57,26 @@ class LatestFrameReader:
                 self.received += 1
                 if self._on_frame:
                     self._on_frame()
-                if self._latest is not None:
-                    self.dropped += 1
-                    if self._on_drop:
-                        self._on_drop()
-                self._latest = TimedFrame(frame, time.monotonic())
-                self._ready.set()
+                self._slot.put(TimedFrame(frame, time.monotonic()))
         except MediaStreamError:
             logger.debug("incoming track ended")
         finally:
-            self._ended = True
-            self._ready.set()
+            self._slot.close()
 
     async def next_frame(self) -> TimedFrame | None:
         """The newest frame not yet taken, waiting for one; None once the track has ended."""
-        while self._latest is None:
-            if self._ended:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        latest, self._latest = self._latest, None
-        return latest
+        return await self._slot.get()
 
     async def stop(self) -> None:
-        """Stop draining (the track itself belongs to its peer connection)."""
+        """Stop draining and drop the frame not yet taken (the track itself belongs to its peer connection)."""
         if not self._task.done():
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self._ended = True
-        self._latest = None
-
-
-def _copy_frame(frame: VideoFrame) -> VideoFrame:
-    """A new VideoFrame with the same pixels, format and timestamps."""
-    copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-    copy.pts = frame.pts
-    copy.time_base = frame.time_base
-    return copy
+        self._slot.close()
+        self._slot.clear()
 
 
 class FrameBroadcaster:
@@ -106,10 +87,10 @@ class FrameBroadcaster:
         self._on_sent = on_sent
         self._subscribers: set[ProcessedVideoTrack] = set()
         self._closed = False
-        self.published = 0
 
     @property
     def subscriber_count(self) -> int:
+        """Outgoing tracks fed now."""
         return len(self._subscribers)
 
     def subscribe(self) -> ProcessedVideoTrack:
@@ -122,16 +103,18 @@ class FrameBroadcaster:
         return track
 
     def unsubscribe(self, track: ProcessedVideoTrack) -> None:
+        """Stop feeding `track`."""
         self._subscribers.discard(track)
 
     def publish(self, frame: TimedFrame) -> None:
-        self.published += 1
+        """Offer a processed frame to every subscriber (each keeps only the newest)."""
         for index, track in enumerate(list(self._subscribers)):
             # aiortc encodes each track in its own executor thread, and PyAV frames carry a lazily built
             # reformatter that is not thread-safe: two encoders on one VideoFrame crash libvpx/swscale.
-            track._offer(frame if index == 0 else TimedFrame(_copy_frame(frame.frame), frame.received_at))
+            track.offer(frame if index == 0 else TimedFrame(copy_video_frame(frame.frame), frame.received_at))
 
     def report_sent(self, encode_ms: float, added_ms: float) -> None:
+        """A subscriber's encoder took (encoded and sent) a frame."""
         if self._on_sent:
             self._on_sent(encode_ms, added_ms)
 
@@ -151,18 +134,18 @@ class ProcessedVideoTrack(MediaStreamTrack):
     def __init__(self, source: FrameBroadcaster) -> None:
         super().__init__()
         self._source = source
-        self._slot: TimedFrame | None = None
-        self._ready = asyncio.Event()
+        self._slot = NewestSlot[TimedFrame]()
         self._in_encoder: TimedFrame | None = None
         self._handed_at = 0.0
-        self.skipped = 0
-        self.sent = 0
 
-    def _offer(self, frame: TimedFrame) -> None:
-        if self._slot is not None:
-            self.skipped += 1
-        self._slot = frame
-        self._ready.set()
+    @property
+    def skipped(self) -> int:
+        """Frames replaced by a newer one before the encoder asked for them."""
+        return self._slot.replaced
+
+    def offer(self, frame: TimedFrame) -> None:
+        """The newest processed frame for this track's encoder."""
+        self._slot.put(frame)
 
     async def recv(self) -> VideoFrame:
         now = time.monotonic()
@@ -170,19 +153,15 @@ class ProcessedVideoTrack(MediaStreamTrack):
             # The sender calls recv() again right after it encoded and sent the previous frame.
             self._source.report_sent((now - self._handed_at) * 1000, (now - self._in_encoder.received_at) * 1000)
             self._in_encoder = None
-        while self._slot is None:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        timed, self._slot = self._slot, None
+        timed = await self._slot.get()
+        if timed is None or self.readyState != "live":
+            raise MediaStreamError
         self._in_encoder, self._handed_at = timed, time.monotonic()
-        self.sent += 1
         return timed.frame
 
     def stop(self) -> None:
         super().stop()
         self._source.unsubscribe(self)
-        self._ready.set()
+        self._slot.close()

@@ -20,9 +20,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_WIDTH
+
 CODE_BITS = 10
-CODE_CELL = 20  # px per bit; 10 cells fill 200 px
-CODE_HEIGHT = 24
+CODE_CELL = RESERVED_CORNER_WIDTH // CODE_BITS  # px per bit; the cells fill the reserved corner's width
+CODE_HEIGHT = RESERVED_CORNER_HEIGHT
 VIDEO_CLOCK = 90_000
 
 

@@ -1,7 +1,8 @@
-"""FramePipeline on synthetic faces with the real mediapipe detector and a real ONNX Runtime model."""
+"""FramePipeline on synthetic faces with the real mediapipe detector, a real ONNX Runtime model and the real batcher."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stream_server.batching import BatcherLane, InferenceBatcher
+from stream_server.catalog import ModelCatalog
 from stream_server.config import SessionOptions
 from stream_server.backends import load_backend
-from stream_server.catalog import ModelCatalog
+from stream_server.frames import StageTimes
 from stream_server.mark import mark_box
-from stream_server.pipeline import RESERVED_CORNER, FramePipeline, PipelineSettings
+from stream_server.pipeline import FramePipeline, PipelineSettings
 from swapstream.manifest import read_manifest
+from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_WIDTH
 from tests.fixtures.server import Clip
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,27 +42,37 @@ class CountingDetector:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models_dir: Path) -> tuple[ModelCatalog, dict[str, Any]]:
+def models(tiny_models_dir: Path) -> Iterator[tuple[ModelCatalog, InferenceBatcher]]:
     manifest = read_manifest(tiny_models_dir)
     backends = {e.name: load_backend(e, tiny_models_dir) for e in manifest.of_kind("swap")}
-    return ModelCatalog(manifest.of_kind("swap"), backends), backends
+    batcher = InferenceBatcher(backends)
+    catalog = ModelCatalog(manifest.of_kind("swap"), backends)
+    yield catalog, batcher
+    batcher.close()
+    catalog.close()
 
 
-def _pipeline(models: tuple[ModelCatalog, dict[str, Any]], detectors: list[CountingDetector],
+def _pipeline(models: tuple[ModelCatalog, InferenceBatcher], detectors: list[CountingDetector],
               **settings: Any) -> FramePipeline:
-    catalog, backends = models
-
-    def infer(model: str, faces: np.ndarray) -> list[np.ndarray]:
-        return backends[model].run(faces)
+    catalog, batcher = models
 
     def make_detector(max_faces: int) -> CountingDetector:
         detectors.append(CountingDetector(max_faces))
         return detectors[-1]
 
-    pipeline = FramePipeline(PipelineSettings(**settings), catalog, infer, detector_factory=make_detector)
+    lane = BatcherLane(batcher, session=uuid.uuid4().hex)
+    pipeline = FramePipeline(PipelineSettings(**settings), catalog, lane, detector_factory=make_detector)
     if isinstance(detectors, MadeDetectors):
         detectors.pipelines.append(pipeline)
     return pipeline
+
+
+def _process(pipeline: FramePipeline, frame: np.ndarray, options: SessionOptions,
+             timestamp_s: float) -> tuple[np.ndarray, StageTimes, int]:
+    """Both stages on one frame, as the scheduler runs them: the new frame, stage times, faces swapped."""
+    faces, located_ms = pipeline.locate(frame, options, timestamp_s)
+    out, rendered_ms = pipeline.render(frame, faces, options)
+    return out, {**located_ms, **rendered_ms}, len(faces) if pipeline.swap_enabled(options) else 0
 
 
 class MadeDetectors(list):  # type: ignore[type-arg]
@@ -86,9 +100,9 @@ def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_swap_changes_the_face_only(models: Any, detectors: list, server_clip: Clip) -> None:
     pipeline = _pipeline(models, detectors)
     frame = server_clip.frames[0]
-    out, stage_ms = pipeline.process(frame.copy(), SessionOptions(), 0.0)
+    out, stage_ms, faces = _process(pipeline, frame.copy(), SessionOptions(), 0.0)
     assert set(stage_ms) == {"detect", "align", "infer", "blend"}
-    assert pipeline.last_face_count == 1
+    assert faces == 1
     inside, outside = server_clip.face_masks(0, shrink=4, grow=3)
     h, w = frame.shape[:2]
     mx0, my0, mx1, my1 = mark_box(w, h)
@@ -97,7 +111,7 @@ def test_swap_changes_the_face_only(models: Any, detectors: list, server_clip: C
     assert diff[inside].mean() > 40, "the face was not swapped"
     assert diff[outside].max() == 0, "pixels outside the face changed"
     assert diff[my0:my1, mx0:mx1].mean() > 20, "no disclosure mark at the bottom-right"
-    cw, ch = RESERVED_CORNER
+    cw, ch = RESERVED_CORNER_WIDTH, RESERVED_CORNER_HEIGHT
     assert np.array_equal(out[:ch, :cw], frame[:ch, :cw])
     pipeline.close()
 
@@ -105,7 +119,7 @@ def test_swap_changes_the_face_only(models: Any, detectors: list, server_clip: C
 def test_echo_is_the_same_pipeline_with_swap_off(models: Any, detectors: list, server_clip: Clip) -> None:
     frame = server_clip.frames[1]
     marked = _pipeline(models, detectors, mode="echo")
-    out, stage_ms = marked.process(frame.copy(), SessionOptions(), 0.0)
+    out, stage_ms, _ = _process(marked, frame.copy(), SessionOptions(), 0.0)
     assert stage_ms == {} and not detectors, "echo ran detection"
     h, w = frame.shape[:2]
     mx0, my0, mx1, my1 = mark_box(w, h)
@@ -114,16 +128,16 @@ def test_echo_is_the_same_pipeline_with_swap_off(models: Any, detectors: list, s
     changed[my0:my1, mx0:mx1] = False
     assert not changed.any(), "echo changed pixels outside the mark"
     plain = _pipeline(models, detectors, mode="echo", disclosure_mark=False)
-    assert np.array_equal(plain.process(frame.copy(), SessionOptions(), 0.0)[0], frame)
+    assert np.array_equal(_process(plain, frame.copy(), SessionOptions(), 0.0)[0], frame)
     swap_off = _pipeline(models, detectors, disclosure_mark=False)
-    assert np.array_equal(swap_off.process(frame.copy(), SessionOptions(swap=False), 0.0)[0], frame)
+    assert np.array_equal(_process(swap_off, frame.copy(), SessionOptions(swap=False), 0.0)[0], frame)
 
 
 def test_detect_every_n_tracks_the_face_in_between(models: Any, detectors: list, server_clip: Clip) -> None:
     pipeline = _pipeline(models, detectors, detect_every=3, disclosure_mark=False)
     for index in range(6):
         frame = server_clip.frames[index]
-        out, stage_ms = pipeline.process(frame.copy(), SessionOptions(), index / server_clip.fps)
+        out, _, _ = _process(pipeline, frame.copy(), SessionOptions(), index / server_clip.fps)
         inside, _ = server_clip.face_masks(index, shrink=5, grow=3)
         assert _diff(out, frame)[inside].mean() > 40, f"frame {index}: face not swapped"
     # The first frame waits for a detection; later ones start one every 3 frames in the detector's own thread.
@@ -134,11 +148,9 @@ def test_detect_every_n_tracks_the_face_in_between(models: Any, detectors: list,
 def test_every_face_up_to_the_maximum_and_boxes(models: Any, detectors: list, server_clip: Clip) -> None:
     pair = np.concatenate([server_clip.frames[0], server_clip.frames[4]], axis=1)  # two people side by side
     two = _pipeline(models, detectors, max_faces=2, disclosure_mark=False)
-    two.process(pair.copy(), SessionOptions(), 0.0)
-    assert two.last_face_count == 2
+    assert _process(two, pair.copy(), SessionOptions(), 0.0)[2] == 2
     one = _pipeline(models, detectors, max_faces=1, disclosure_mark=False)
-    one.process(pair.copy(), SessionOptions(), 0.0)
-    assert one.last_face_count == 1
-    boxed, _ = two.process(pair.copy(), SessionOptions(swap=False, boxes=True), 0.1)
+    assert _process(one, pair.copy(), SessionOptions(), 0.0)[2] == 1
+    boxed, _, _ = _process(two, pair.copy(), SessionOptions(swap=False, boxes=True), 0.1)
     green = (boxed[:, :, 1] > 200) & (boxed[:, :, 0] < 60) & (boxed[:, :, 2] < 60)
     assert green[:, :320].sum() > 100 and green[:, 320:].sum() > 100, "a box per face"

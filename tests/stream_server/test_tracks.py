@@ -10,7 +10,8 @@ import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
-from stream_server.tracks import FrameBroadcaster, LatestFrameReader, TimedFrame
+from stream_server.frames import TimedFrame
+from stream_server.tracks import FrameBroadcaster, LatestFrameReader
 
 pytestmark = pytest.mark.timeout(30)
 

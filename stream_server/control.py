@@ -1,0 +1,112 @@
+"""A session's "control" DataChannel: option changes in; options, errors and stats out.
+
+The client sends `{"type": "options", ...}`; the server answers `{"type": "options", "options": {...}}` (the
+options now in force) or `{"type": "error", "message": ...}`, and sends `{"type": "stats", ...}` about once a
+second with the means of `SessionStats`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiortc import RTCDataChannel
+
+from stream_server.config import SessionOptions
+from stream_server.errors import ConfigError
+from stream_server.frames import Stage, StageTimes
+
+logger = logging.getLogger(__name__)
+
+CONTROL_LABEL = "control"
+
+
+class ControlChannel:
+    """The session side of the "control" DataChannel; sends nothing until the client opens one."""
+
+    def __init__(self, apply_options: Callable[[Mapping[str, Any]], SessionOptions]) -> None:
+        # apply_options(changes) -> the options in force; ConfigError names a bad option.
+        self._apply_options = apply_options
+        self._channel: RTCDataChannel | None = None
+
+    def attach(self, channel: RTCDataChannel) -> None:
+        """Use `channel` if it is the control channel (other DataChannels are ignored)."""
+        if channel.label != CONTROL_LABEL:
+            return
+        self._channel = channel
+        channel.on("message", self._on_message)
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        """Send a JSON message if the channel is open; a closing channel is not an error."""
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            try:
+                channel.send(json.dumps(payload))
+            except Exception as exc:  # noqa: BLE001 - a closing channel must not break the frame loop
+                logger.debug("control channel send failed: %s", exc)
+
+    def send_error(self, message: str) -> None:
+        """Tell the client what went wrong."""
+        self.send({"type": "error", "message": message})
+
+    def _on_message(self, message: object) -> None:
+        try:
+            data = json.loads(message)  # type: ignore[arg-type]  # str or bytes; anything else is a TypeError
+        except (TypeError, ValueError) as exc:
+            self.send_error(f"control message is not JSON: {exc}")
+            return
+        if not isinstance(data, dict) or data.get("type") != "options":
+            self.send_error('control messages are {"type": "options", ...}')
+            return
+        try:
+            options = self._apply_options(data)
+        except ConfigError as exc:
+            self.send_error(str(exc))
+            return
+        self.send({"type": "options", "options": options.as_dict()})
+
+
+class SessionStats:
+    """A session's figures over the current stats window (about a second)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._stage_sums: dict[Stage, float] = {}
+        self._stage_counts: dict[Stage, int] = {}
+        self._frames_out = 0
+        self._added_sum = 0.0
+        self._faces = 0
+        self._window_start = time.monotonic()
+
+    def frame_processed(self, stage_ms: StageTimes, faces: int) -> None:
+        """A frame passed both stages with `faces` faces swapped."""
+        self._add_stages(stage_ms)
+        self._faces = faces
+
+    def frame_sent(self, encode_ms: float, added_ms: float) -> None:
+        """An outgoing track's encoder sent a frame."""
+        self._add_stages({"encode": encode_ms})
+        self._frames_out += 1
+        self._added_sum += added_ms
+
+    def _add_stages(self, stage_ms: StageTimes) -> None:
+        for stage, value in stage_ms.items():
+            self._stage_sums[stage] = self._stage_sums.get(stage, 0.0) + value
+            self._stage_counts[stage] = self._stage_counts.get(stage, 0) + 1
+
+    def snapshot_and_reset(self) -> dict[str, Any]:
+        """Means over the window now ending ("stage_ms", "fps", "added_ms", "faces"); starts the next window."""
+        elapsed = max(time.monotonic() - self._window_start, 1e-6)
+        result = {
+            "stage_ms": {s: round(self._stage_sums[s] / self._stage_counts[s], 2) for s in self._stage_sums},
+            "fps": round(self._frames_out / elapsed, 2),
+            "added_ms": round(self._added_sum / self._frames_out, 2) if self._frames_out else None,
+            "faces": self._faces,
+        }
+        self._reset()
+        return result

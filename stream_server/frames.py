@@ -1,0 +1,192 @@
+"""The frame scheduler: how one session's frames pass its two stages, off the event loop.
+
+For each frame the session's newest-frame reader hands over, `FrameScheduler` runs, in order:
+
+1. *locate* on a frame worker: `to_rgb` (the av frame's pixels and timestamp), then `FrameStages.locate`
+   (the faces; tracking state, so sequential per session);
+2. a newest-only hand-over (`NewestSlot`) on the event loop: a located frame that the render stage has not
+   taken yet is replaced by a newer one and counted as dropped;
+3. *render* on a frame worker: `FrameStages.render` (align, infer, blend, boxes, mark), then `to_video_frame`
+   (a new av frame with the input's pts and time_base);
+4. `on_processed` on the event loop: the session publishes the frame to its outgoing tracks.
+
+The two stages run at the same time on different frames: while frame N is rendered, frame N+1 is located.
+This module is the one place where av frames and numpy arrays are converted into each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, get_args
+
+import numpy as np
+from av import VideoFrame
+from numpy.typing import NDArray
+
+from faces.types import Face
+from stream_server.config import SessionOptions
+from stream_server.newest import NewestSlot
+
+logger = logging.getLogger(__name__)
+
+Stage = Literal["detect", "align", "infer", "blend", "encode"]
+"""The timed stages of a frame's path: `detect` is locate (tracking, plus the wait for a first detection);
+`align`, `infer` and `blend` are render's parts; `encode` is the outgoing track's sender."""
+STAGES: tuple[Stage, ...] = get_args(Stage)
+StageTimes = dict[Stage, float]
+"""Milliseconds spent in each stage on one frame."""
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TimedFrame:
+    """A video frame and the monotonic time (s) the server first held its decoded input."""
+
+    frame: VideoFrame
+    received_at: float
+
+
+def to_rgb(frame: VideoFrame) -> tuple[NDArray[np.uint8], float | None]:
+    """A decoded frame's pixels (RGB uint8, a new array) and its timestamp in seconds (None without pts)."""
+    rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+    timestamp = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+    return rgb, timestamp
+
+
+def to_video_frame(rgb: NDArray[np.uint8], like: VideoFrame) -> VideoFrame:
+    """RGB uint8 pixels as a new frame carrying `like`'s pts and time_base."""
+    frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    frame.pts, frame.time_base = like.pts, like.time_base
+    return frame
+
+
+def copy_video_frame(frame: VideoFrame) -> VideoFrame:
+    """A new frame with the same pixels, pixel format and timing."""
+    copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    copy.pts, copy.time_base = frame.pts, frame.time_base
+    return copy
+
+
+class FrameSource(Protocol):
+    """Where a session's frames come from (tracks.LatestFrameReader)."""
+
+    async def next_frame(self) -> TimedFrame | None:
+        """The newest frame not yet taken, waiting for one; None once the input has ended."""
+        ...
+
+
+class FrameStages(Protocol):
+    """A session's two frame stages (pipeline.FramePipeline); called from worker threads, one frame at a time each."""
+
+    def locate(self, frame_rgb: NDArray[np.uint8], options: SessionOptions,
+               timestamp_s: float | None = None) -> tuple[list[Face], StageTimes]:
+        """This frame's faces (the tracking state lives here) and the stage times."""
+        ...
+
+    def render(self, frame_rgb: NDArray[np.uint8], faces: list[Face],
+               options: SessionOptions) -> tuple[NDArray[np.uint8], StageTimes]:
+        """The processed frame (may draw on `frame_rgb`) and the stage times."""
+        ...
+
+    def swap_enabled(self, options: SessionOptions) -> bool:
+        """Whether faces are swapped with these options."""
+        ...
+
+    def close(self) -> None:
+        """Free what the stages hold (detector thread, batcher place)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProcessedFrame:
+    """A frame that passed both stages: the outgoing frame with its input's timing, stage times, faces swapped."""
+
+    timed: TimedFrame
+    stage_ms: StageTimes
+    faces: int
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A frame after locate: its input, its decoded pixels, its faces, and the options it is processed with."""
+
+    timed: TimedFrame
+    rgb: NDArray[np.uint8]
+    faces: list[Face]
+    stage_ms: StageTimes
+    options: SessionOptions
+
+
+class FrameScheduler:
+    """Moves one session's frames from its source through locate and render on the frame workers.
+
+    `run()` processes frames until the source ends; `close()`, once `run()` has ended or was cancelled, waits for
+    the frames still in worker threads and then closes the stages. `options()` is read once per frame, so an
+    option change applies from the next frame located. A frame that fails is reported to `on_error` and skipped.
+    """
+
+    def __init__(self, source: FrameSource, stages: FrameStages, executor: Executor,
+                 options: Callable[[], SessionOptions], on_processed: Callable[[ProcessedFrame], None],
+                 on_error: Callable[[Exception], None], on_drop: Callable[[], None] | None = None) -> None:
+        self._source = source
+        self._stages = stages
+        self._executor = executor
+        self._options = options
+        self._on_processed = on_processed
+        self._on_error = on_error
+        self._on_drop = on_drop
+        # At most one frame per stage is in a worker thread; close() waits for them.
+        self._in_flight: dict[str, Future[Any]] = {}
+
+    async def run(self) -> None:
+        """Process frames until the source ends (the last located frame is still rendered)."""
+        located = NewestSlot[_Located](on_replace=self._on_drop)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._render_loop(located), name="swapstream-render")
+            try:
+                while (timed := await self._source.next_frame()) is not None:
+                    item = await self._in_worker("locate", functools.partial(self._locate, timed, self._options()))
+                    if item is not None:
+                        located.put(item)
+            finally:
+                located.close()
+
+    async def _render_loop(self, located: NewestSlot[_Located]) -> None:
+        while (item := await located.get()) is not None:
+            processed = await self._in_worker("render", functools.partial(self._render, item))
+            if processed is not None:
+                self._on_processed(processed)
+
+    async def _in_worker(self, stage: str, work: Callable[[], R]) -> R | None:
+        """One stage of one frame on a frame worker; None (reported) if it failed."""
+        future = self._executor.submit(work)
+        self._in_flight[stage] = future
+        try:
+            return await asyncio.wrap_future(future)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the session
+            self._on_error(exc)
+            return None
+
+    def _locate(self, timed: TimedFrame, options: SessionOptions) -> _Located:
+        rgb, timestamp = to_rgb(timed.frame)
+        faces, stage_ms = self._stages.locate(rgb, options, timestamp)
+        return _Located(timed, rgb, faces, stage_ms, options)
+
+    def _render(self, item: _Located) -> ProcessedFrame:
+        rgb, stage_ms = self._stages.render(item.rgb, item.faces, item.options)
+        out = TimedFrame(to_video_frame(rgb, like=item.timed.frame), item.timed.received_at)
+        faces = len(item.faces) if self._stages.swap_enabled(item.options) else 0
+        return ProcessedFrame(out, {**item.stage_ms, **stage_ms}, faces)
+
+    async def close(self) -> None:
+        """Wait for frames still in worker threads (the stages must outlive them), then close the stages."""
+        pending = [asyncio.wrap_future(f) for f in self._in_flight.values() if not f.done()]
+        if pending:
+            await asyncio.wait(pending)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._stages.close)
