@@ -23,11 +23,13 @@ logger = logging.getLogger(__name__)
 MIME_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
 
 
-def sign_mp4(source: Path, destination: Path, credentials: SigningCredentials, facts: RecordingFacts) -> Path:
+def sign_mp4(source: Path, destination: Path, credentials: SigningCredentials, facts: RecordingFacts,
+             title: str | None = None) -> Path:
     """Write `source` with a C2PA manifest stating `facts`, signed by `credentials`, to `destination`.
 
-    The MP4 must be complete (its moov box written). AssetError names a missing or unsupported source;
-    SigningError names the file c2pa could not sign. Returns `destination`.
+    The MP4 must be complete (its moov box written). `title` is the name the manifest gives the asset (default:
+    the destination's file name; a caller signing a temporary file passes the final name). AssetError names a
+    missing or unsupported source; SigningError names the file c2pa could not sign. Returns `destination`.
     """
     mime_type = MIME_TYPES.get(source.suffix.lower())
     if mime_type is None:
@@ -35,7 +37,8 @@ def sign_mp4(source: Path, destination: Path, credentials: SigningCredentials, f
     if not source.is_file():
         raise AssetError(f"{source}: no such file to sign")
     started = time.perf_counter()
-    manifest = manifest_definition(facts, title=destination.name)
+    title = title or destination.name
+    manifest = manifest_definition(facts, title=title)
     try:
         with atomic_path(destination) as signed, open(source, "rb") as reader, open(signed, "w+b") as writer:
             sign_stream(credentials.keys, manifest, mime_type, reader, writer)
@@ -43,6 +46,6 @@ def sign_mp4(source: Path, destination: Path, credentials: SigningCredentials, f
         raise SigningError(f"cannot sign {source}: {exc}") from exc
     except OSError as exc:
         raise SigningError(f"cannot sign {source} into {destination}: {exc.strerror or exc}") from exc
-    logger.info("signed %s (C2PA, %s, signer %s) in %.2f s", destination, credentials.algorithm.upper(),
+    logger.info("signed %s (C2PA, %s, signer %s) in %.2f s", title, credentials.algorithm.upper(),
                 credentials.subject, time.perf_counter() - started)
     return destination

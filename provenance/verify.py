@@ -44,6 +44,7 @@ class Verification:
     state: str | None  # c2pa's validation state: "Invalid", "Valid" or "Trusted"
     trust_anchors: str | None  # the --trust file, when trust was checked
     problems: tuple[Problem, ...] = ()
+    title: str | None = None
     signer: str | None = None
     issuer: str | None = None
     algorithm: str | None = None
@@ -96,6 +97,7 @@ def _judge(path: Path, found: ManifestStore, trust: str | None) -> Verification:
     signature = manifest.get("signature_info") or {}
     return Verification(
         path=str(path), has_manifest=True, valid=valid, state=state, trust_anchors=trust, problems=problems,
+        title=manifest.get("title"),
         signer=_name(certificate.get("subject")) or signature.get("common_name"),
         issuer=_name(certificate.get("issuer")) or signature.get("issuer"),
         algorithm=signature.get("alg"), signed_at=signature.get("time"),

@@ -42,7 +42,7 @@ def _entry_summary(entry: Any) -> dict[str, Any]:
     def get(name: str) -> Any:
         return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
 
-    return {key: get(key) for key in ("name", "kind", "direction", "face_size", "precision")}
+    return {key: get(key) for key in ("name", "kind", "direction", "face_size", "precision", "sha256")}
 
 
 async def handle_models(request: web.Request) -> web.Response:
