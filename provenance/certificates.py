@@ -73,12 +73,12 @@ def load_private_key(path: Path, flag: str) -> SigningKey:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:
         raise CertificateError(f"{flag} {path}: the key is encrypted; give an unencrypted PEM key "
-                                 "(protect it by file permissions or keep it in an HSM)") from exc
+                               "(protect it by file permissions or keep it in an HSM)") from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise CertificateError(f"{flag} {path}: not a PEM private key ({exc})") from exc
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
         raise CertificateError(f"{flag} {path}: a {type(key).__name__} cannot sign C2PA manifests; "
-                                 "use an EC P-256/P-384/P-521, RSA or Ed25519 key")
+                               "use an EC P-256/P-384/P-521, RSA or Ed25519 key")
     return key
 
 
@@ -88,7 +88,7 @@ def signing_algorithm(key: SigningKey, path: Path, flag: str) -> SigningAlgorith
         algorithm = _EC_ALGORITHMS.get(key.curve.name)
         if algorithm is None:
             raise CertificateError(f"{flag} {path}: EC curve {key.curve.name} is not one C2PA allows "
-                                     "(P-256, P-384 or P-521)")
+                                   "(P-256, P-384 or P-521)")
         return algorithm
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:
@@ -111,7 +111,7 @@ def check_signing_chain(chain: CertificateChain, key: SigningKey, key_path: Path
     leaf = chain.leaf
     if _public_bytes(leaf.public_key()) != _public_bytes(key.public_key()):
         raise CertificateError(f"--sign-key {key_path} does not belong to the certificate in {chain.path} "
-                                 f"(subject {describe_name(leaf.subject)}): the key and certificate differ")
+                               f"(subject {describe_name(leaf.subject)}): the key and certificate differ")
     constraints = _extension(leaf, ExtensionOID.BASIC_CONSTRAINTS)
     if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
         raise CertificateError(f"{where}: the first certificate ({describe_name(leaf.subject)}) is a CA certificate; "
@@ -122,7 +122,8 @@ def check_signing_chain(chain: CertificateChain, key: SigningKey, key_path: Path
             "self-signed signer: a CA must issue it. For a local test CA and signer run `swapstream keys init DIR`")
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if now < leaf.not_valid_before_utc:
-        raise CertificateError(f"{where}: the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+        raise CertificateError(f"{where}: the certificate is not valid before "
+                               f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     if now > leaf.not_valid_after_utc:
         raise CertificateError(f"{where}: the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d} UTC")
     _check_leaf_extensions(leaf, where)
@@ -130,7 +131,8 @@ def check_signing_chain(chain: CertificateChain, key: SigningKey, key_path: Path
         if not _signed_by(cert, issuer):
             raise CertificateError(
                 f"{where}: certificate {index + 2} ({describe_name(issuer.subject)}) did not issue certificate "
-                f"{index + 1} ({describe_name(cert.subject)}); list the signer first, then each CA that issued the one before")
+                f"{index + 1} ({describe_name(cert.subject)}); list the signer first, then each CA that issued the "
+                "one before")
 
 
 def _check_leaf_extensions(leaf: x509.Certificate, where: str) -> None:
@@ -140,14 +142,14 @@ def _check_leaf_extensions(leaf: x509.Certificate, where: str) -> None:
     extended = _extension(leaf, ExtensionOID.EXTENDED_KEY_USAGE)
     if not isinstance(extended, x509.ExtendedKeyUsage) or not list(extended):
         raise CertificateError(f"{where}: the certificate has no extended key usage; C2PA requires one of "
-                                 f"{', '.join(ACCEPTED_EKUS.values())}")
+                               f"{', '.join(ACCEPTED_EKUS.values())}")
     purposes = list(extended)
     if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in purposes:
         raise CertificateError(f"{where}: the certificate allows anyExtendedKeyUsage, which C2PA forbids")
     if not any(purpose in ACCEPTED_EKUS for purpose in purposes):
         names = ", ".join(purpose.dotted_string for purpose in purposes)
         raise CertificateError(f"{where}: the certificate's extended key usage ({names}) names no C2PA signing "
-                                 f"purpose; it needs one of {', '.join(ACCEPTED_EKUS.values())}")
+                               f"purpose; it needs one of {', '.join(ACCEPTED_EKUS.values())}")
     if _extension(leaf, ExtensionOID.AUTHORITY_KEY_IDENTIFIER) is None:
         raise CertificateError(f"{where}: the certificate has no authority key identifier, which C2PA requires")
 

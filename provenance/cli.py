@@ -66,8 +66,9 @@ def keys_main(argv: list[str]) -> int:
     config = KeysInitConfig(args.directory, args.signer_name, args.days, args.force)
     files = write_test_credentials(config.directory, make_test_credentials(config.signer_name, config.days),
                                    force=config.force)
-    logger.info("wrote %s, %s and %s (key mode 0600); the CA's own key was discarded. Put these lines in your "
-                "environment (or eval them) to sign recordings and verify them:", files.ca, files.chain, files.key)
+    logger.info("wrote %s, %s and %s (key mode 0600); the CA's own key was discarded. Export the lines below to "
+                "sign recordings and verify them (e.g. save them as swapstream.env, then `set -a; . ./swapstream.env; "
+                "set +a`)", files.ca, files.chain, files.key)
     for name, value in files.environment().items():
         print(f"{name}={shlex.quote(value)}")
     return 0

@@ -83,7 +83,8 @@ def add_signing_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sign-cert", type=Path,
                        help=f"PEM certificate chain, signer first (default: ${CERT_ENVIRONMENT_VARIABLE}); "
                             "`swapstream keys init DIR` makes a local test one")
-    group.add_argument("--sign-key", type=Path, help=f"the signer's PEM private key (default: ${KEY_ENVIRONMENT_VARIABLE})")
+    group.add_argument("--sign-key", type=Path,
+                       help=f"the signer's PEM private key (default: ${KEY_ENVIRONMENT_VARIABLE})")
     group.add_argument("--sign-tsa-url",
                        help=f"RFC 3161 timestamp authority URL (default: ${TSA_ENVIRONMENT_VARIABLE}, else none)")
 
@@ -98,10 +99,10 @@ def signing_config_from_flags(cert: Path | None, key: Path | None, tsa_url: str 
         return None
     if cert is None:
         raise CertificateError(f"--sign-key {key} was given without --sign-cert (or ${CERT_ENVIRONMENT_VARIABLE}): "
-                                 "signing needs the certificate chain too")
+                               "signing needs the certificate chain too")
     if key is None:
         raise CertificateError(f"--sign-cert {cert} was given without --sign-key (or ${KEY_ENVIRONMENT_VARIABLE}): "
-                                 "signing needs the private key too")
+                               "signing needs the private key too")
     return SigningConfig(cert=cert, key=key, tsa_url=tsa_url)
 
 
@@ -132,7 +133,7 @@ def _test_sign(credentials: SigningCredentials) -> None:
         config = credentials.config
         tsa = f" or the timestamp authority {config.tsa_url} is unreachable" if config.tsa_url else ""
         raise CertificateError(f"--sign-cert {config.cert} / --sign-key {config.key}: c2pa cannot sign with "
-                                 f"them{tsa}: {exc}") from exc
+                               f"them{tsa}: {exc}") from exc
 
 
 def _tiny_png() -> bytes:

@@ -87,7 +87,8 @@ def _judge(path: Path, found: ManifestStore, trust: str | None) -> Verification:
     label = store.get("active_manifest")
     manifest = store.get("manifests", {}).get(label, {}) if isinstance(label, str) else {}
     state = store.get("validation_state")
-    problems = tuple(_explain_trust(p, trust) for p in _problems(store) if trust is not None or p.code not in _TRUST_CODES)
+    problems = tuple(_explain_trust(p, trust) for p in _problems(store)
+                     if trust is not None or p.code not in _TRUST_CODES)
     good_states = ("Trusted",) if trust is not None else ("Valid", "Trusted")
     valid = bool(manifest) and state in good_states and not problems
     if state in good_states and not valid and not problems:

@@ -1,4 +1,4 @@
-"""`swapstream keys init DIR`: a test CA and a C2PA signer that c2pa accepts, written safely, never overwritten by accident."""
+"""`swapstream keys init DIR`: a test CA and a C2PA signer c2pa accepts, written safely, never overwritten by accident."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ def _usage(digital_signature: bool, cert_sign: bool) -> x509.KeyUsage:
 
 
 def _certificate(key: ec.EllipticCurvePrivateKey, issuer_key: ec.EllipticCurvePrivateKey, subject: str, issuer: str,
-                 *, ca: bool = False, digital_signature: bool = True, eku: bool = True, aki: bool = True) -> x509.Certificate:
+                 *, ca: bool = False, digital_signature: bool = True, eku: bool = True,
+                 aki: bool = True) -> x509.Certificate:
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(NOW - datetime.timedelta(hours=1)).not_valid_after(NOW + datetime.timedelta(days=30))
