@@ -1,12 +1,18 @@
-"""`swapstream client`: send a video file through the server in real time and record the swapped result as MP4."""
+"""`swapstream client`: send a video file through the server in real time and record the swapped result as MP4.
+
+The recording is written beside --output and renamed into place when complete. With signing credentials
+(--sign-cert / --sign-key or $SWAPSTREAM_SIGN_CERT / $SWAPSTREAM_SIGN_KEY) it is signed first, so --output only
+ever holds a finished, signed MP4 (C2PA: created by swapstream, edited by the session's model; docs/provenance.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +21,19 @@ from tqdm import tqdm
 
 from clients.errors import ClientConfigError, ConnectionFailed
 from clients.media import Mp4Recorder, PacedVideoTrack, iter_video_rgb, probe_input
+from clients.signing import fetch_session_model
 from clients.webrtc import JITTER_BUFFER_MODES, JitterBufferMode, ServerEndpoint, SwapPeer, endpoint_from_flags, parse_options
+from provenance.facts import RecordingFacts
+from provenance.sign import sign_mp4
+from provenance.signer import (
+    SigningConfig,
+    SigningCredentials,
+    add_signing_flags,
+    load_signing_credentials,
+    signing_config_from_flags,
+)
 from faces.media import VideoInfo
+from swapstream.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +48,15 @@ class ClientConfig:
     options: dict[str, Any] = field(default_factory=dict)
     jitter_buffer: JitterBufferMode = "marker"
     idle_s: float = 1.5
+    signing: SigningConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.input.is_file():
             raise ClientConfigError(f"--input {self.input}: no such file")
         if self.output.suffix.lower() != ".mp4":
             raise ClientConfigError(f"--output {self.output}: the recording is an MP4; name it *.mp4")
+        if not self.output.parent.is_dir():
+            raise ClientConfigError(f"--output {self.output}: folder {self.output.parent} does not exist")
         if self.output.resolve() == self.input.resolve():
             raise ClientConfigError(f"--output {self.output} would overwrite --input")
         if self.jitter_buffer not in JITTER_BUFFER_MODES:
@@ -55,13 +75,43 @@ class ClientResult:
     frames_received: int
     recorded_s: float
     session_id: str | None
+    signed: bool = False
+
+
+async def _recording_facts(config: ClientConfig, credentials: SigningCredentials | None) -> RecordingFacts | None:
+    """What the signed recording will state, or None when it will not be signed (warning says why)."""
+    if credentials is None:
+        logger.warning("%s will not be signed: no C2PA credentials (--sign-cert/--sign-key or $SWAPSTREAM_SIGN_CERT/"
+                       "$SWAPSTREAM_SIGN_KEY); `swapstream keys init DIR` makes local test ones", config.output)
+        return None
+    model = await fetch_session_model(config.endpoint, config.options)
+    if model is None:
+        logger.warning("%s will not be signed: the server changes no faces in this session (echo pipeline, swap "
+                       "off or no swap model), so there is no AI edit to state and the input file's origin is "
+                       "unknown", config.output)
+        return None
+    return RecordingFacts(source=f"video file {config.input.name} sent by swapstream client", model=model)
 
 
 async def run_client(config: ClientConfig) -> ClientResult:
-    """Send `config.input` through the server at its own frame rate and write what comes back to `config.output`."""
+    """Send `config.input` through the server at its own frame rate and write what comes back to `config.output`.
+
+    Signing credentials are loaded and checked, and the session's model looked up, before anything is sent.
+    """
+    credentials = load_signing_credentials(config.signing) if config.signing is not None else None
+    facts = await _recording_facts(config, credentials)
     info = probe_input(config.input)
+    with atomic_path(config.output) as recording:
+        result = await _record(config, info, recording)
+        if credentials is not None and facts is not None:
+            sign_mp4(recording, recording, credentials, facts, title=config.output.name)
+    return replace(result, output=config.output, signed=facts is not None)
+
+
+async def _record(config: ClientConfig, info: VideoInfo, path: Path) -> ClientResult:
+    """The round trip itself: send the input, record what comes back into `path` (a finished, unsigned MP4)."""
     track = PacedVideoTrack(iter_video_rgb(config.input), info.fps)
-    recorder = Mp4Recorder(config.output, info.fps)
+    recorder = Mp4Recorder(path, info.fps)
     received = 0
     first_s: float | None = None
     last_s = 0.0
@@ -97,7 +147,7 @@ async def run_client(config: ClientConfig) -> ClientResult:
     if received == 0:
         raise ConnectionFailed(f"{config.endpoint.url}: the server returned no frames")
     recorded = (last_s - (first_s or 0.0)) + 1.0 / info.fps
-    return ClientResult(info, config.output, track.frames_sent, received, recorded, session_id)
+    return ClientResult(info, path, track.frames_sent, received, recorded, session_id)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="receive-side jitter buffer: marker (release on the RTP marker bit) or aiortc's stock")
     parser.add_argument("--idle", type=float, default=1.5, dest="idle_s",
                         help="seconds of silence after the input ends before the recording closes")
+    add_signing_flags(parser)
     return parser
 
 
@@ -125,6 +176,7 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         options=parse_options(args.options),
         jitter_buffer=args.jitter_buffer,
         idle_s=args.idle_s,
+        signing=signing_config_from_flags(args.sign_cert, args.sign_key, args.sign_tsa_url, os.environ),
     )
 
 
@@ -134,6 +186,6 @@ def main(argv: list[str]) -> int:
     print(
         f"wrote {result.output}: {result.frames_received} frames, {result.recorded_s:.2f} s "
         f"(sent {result.frames_sent} frames, input {result.input.duration_s or 0:.2f} s at {result.input.fps:.2f} fps; "
-        f"session {result.session_id})"
+        f"session {result.session_id}; {'C2PA-signed' if result.signed else 'not signed'})"
     )
     return 0

@@ -40,8 +40,12 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 
 def _entry_summary(entry: ModelEntry) -> dict[str, Any]:
-    return {"name": entry.name, "kind": entry.kind, "direction": entry.direction, "face_size": entry.face_size,
-            "precision": entry.precision}
+    """What /api/models says of a model (the client records name and sha256 in its C2PA manifest)."""
+    summary: dict[str, Any] = {"name": entry.name, "kind": entry.kind, "direction": entry.direction,
+                               "face_size": entry.face_size, "precision": entry.precision, "sha256": entry.sha256}
+    if entry.consent is not None:
+        summary["consent"] = entry.consent.to_json()
+    return summary
 
 
 async def handle_models(request: web.Request) -> web.Response:

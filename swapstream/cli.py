@@ -30,6 +30,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "client": Subcommand("clients.python_client", "send a video file through the server and record the result"),
     "profile": Subcommand("clients.profile", "measure true round-trip latency against a running server"),
     "virtualcam": Subcommand("clients.virtualcam", "show the swapped stream as a virtual camera for video calls"),
+    "keys": Subcommand("provenance.cli", "make a local test CA and C2PA signing certificate (keys init DIR)",
+                       "keys_main"),
+    "verify": Subcommand("provenance.cli", "check a recording's C2PA Content Credentials", "verify_main"),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("swapstream", "rtc", "faces", "training", "export", "stream_server", "clients")
+# Every package the project installs (pyproject.toml), so a new package cannot slip past the table below.
+PACKAGES = tuple(pattern.rstrip("*") for pattern in
+                 tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"])
 PROJECT = frozenset((*PACKAGES, "bench", "tests"))
 
 # Project packages each package may import (docs/ARCHITECTURE.md). A dotted entry allows that module only.
@@ -25,14 +28,15 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "faces": frozenset({"swapstream"}),
     "training": frozenset({"swapstream", "faces"}),
     "export": frozenset({"swapstream", "faces", "training"}),
-    "stream_server": frozenset({"swapstream", "faces", "rtc"}),
+    "stream_server": frozenset({"swapstream", "faces", "rtc", "provenance"}),
     # from faces: the synthetic face as profiler input, probe_video/VideoInfo for --input files, and their errors
-    "clients": frozenset({"swapstream", "rtc", "faces.synthetic", "faces.media", "faces.errors"}),
+    "clients": frozenset({"swapstream", "rtc", "faces.synthetic", "faces.media", "faces.errors", "provenance"}),
+    "provenance": frozenset({"swapstream"}),
 }
 # Third-party packages of the train extra (pyproject.toml): the server install leaves them out.
 TRAIN_ONLY = frozenset({"torch", "onnx", "onnxscript", "safetensors", "sklearn", "skimage", "h5py"})
 # What the packages of the server install may import, with everything they import in turn.
-SERVER_INSTALL = ("swapstream", "rtc", "faces", "stream_server", "clients")
+SERVER_INSTALL = ("swapstream", "rtc", "faces", "stream_server", "clients", "provenance")
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ def _closure(packages: tuple[str, ...]) -> dict[str, Import | None]:
             if imported.top in PROJECT:
                 todo += [(name, imported) for name in _project_modules(imported)]
     return reached
+
+
+def test_every_installed_package_has_a_row_in_the_table() -> None:
+    assert set(PACKAGES) == set(MAY_IMPORT), "add the package to MAY_IMPORT and to docs/ARCHITECTURE.md"
 
 
 def test_swapstream_imports_only_the_standard_library() -> None:

@@ -69,3 +69,82 @@ async def test_wrong_token_is_reported_with_a_hint(ten_second_video: Path, tmp_p
             await run_client(config)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_second_video(tmp_path_factory: pytest.TempPathFactory, face_frames: list[np.ndarray]) -> Path:
+    """Two seconds of the synthetic face (the 10 s clip is for the slow round-trip test)."""
+    from faces.media import write_video
+
+    return write_video(tmp_path_factory.mktemp("client_media") / "face_2s.mp4", face_frames, fps=15.0)
+
+
+def test_a_recording_made_by_the_client_is_signed_and_verifies(inverting_server, tiny_models_dir: Path,
+                                                               two_second_video: Path, signing_keys, tmp_path: Path,
+                                                               capsys) -> None:
+    import json
+
+    from provenance.cli import verify_main
+    from tests.fixtures.provenance import flip_video_byte, mp4_boxes
+
+    output = tmp_path / "signed.mp4"
+    code = python_client.main(["--url", inverting_server.url, "--input", str(two_second_video),
+                               "--output", str(output), "--options", '{"model": "b2a"}',
+                               "--sign-cert", str(signing_keys.chain), "--sign-key", str(signing_keys.key)])
+    assert code == 0
+    assert "C2PA-signed" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["signed.mp4"]  # nothing half-written left beside it
+    # c2pa-python signs whole-file MP4s: the client's recorder must not fragment it.
+    assert "moof" not in [kind for kind, _, _ in mp4_boxes(output)]
+
+    assert verify_main([str(output), "--trust", str(signing_keys.ca), "--json"], environ={}) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = next(m for m in json.loads((tiny_models_dir / "manifest.json").read_text())["models"]
+                    if m["name"] == "swap_b2a")
+    assert result["valid"] and result["state"] == "Trusted" and result["ai_generated"]
+    assert result["title"] == "signed.mp4"  # the final name, not the temporary file it was signed in
+    assert result["model"] == {"name": "swap_b2a", "sha256": expected["sha256"]}
+
+    flip_video_byte(output)
+    assert verify_main([str(output)], environ={}) == 1
+    assert "assertion.bmffHash.mismatch" in capsys.readouterr().out
+
+
+async def test_a_bad_certificate_fails_before_anything_is_sent(ten_second_video: Path, signing_keys, other_keys,
+                                                                tmp_path: Path) -> None:
+    from provenance.errors import CertificateError
+    from provenance.signer import SigningConfig
+
+    # The server address is unreachable: a certificate error (not a connection error) proves the check ran first.
+    config = ClientConfig(ServerEndpoint("http://127.0.0.1:9", timeout_s=5), ten_second_video, tmp_path / "o.mp4",
+                          signing=SigningConfig(signing_keys.chain, other_keys.key))
+    with pytest.raises(CertificateError, match="does not belong to the certificate"):
+        await run_client(config)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+async def test_without_credentials_the_client_warns_how_to_get_signed_recordings(ten_second_video: Path, tmp_path: Path,
+                                                                                 caplog) -> None:
+    config = ClientConfig(ServerEndpoint("http://127.0.0.1:9", timeout_s=5), ten_second_video, tmp_path / "o.mp4")
+    with caplog.at_level("WARNING"), pytest.raises(ConnectionFailed):
+        await run_client(config)
+    warning = next(r.getMessage() for r in caplog.records if "will not be signed" in r.getMessage())
+    assert "swapstream keys init" in warning and "SWAPSTREAM_SIGN_CERT" in warning
+    assert not (tmp_path / "o.mp4").exists()
+
+
+async def test_the_recorded_model_is_the_one_the_server_runs_for_the_session(inverting_server, echo_server,
+                                                                             tiny_models_dir: Path) -> None:
+    import json
+
+    from clients.signing import fetch_session_model
+
+    manifest = {m["name"]: m for m in json.loads((tiny_models_dir / "manifest.json").read_text())["models"]}
+    endpoint = ServerEndpoint(inverting_server.url)
+    default = await fetch_session_model(endpoint, {})  # the server's default model, a2b
+    assert default is not None and (default.name, default.sha256) == ("swap_a2b", manifest["swap_a2b"]["sha256"])
+    by_name = await fetch_session_model(endpoint, {"model": "swap_b2a"})
+    assert by_name is not None and by_name.sha256 == manifest["swap_b2a"]["sha256"]
+    # No model changes the frames: nothing AI-generated to assert.
+    assert await fetch_session_model(endpoint, {"swap": False}) is None
+    assert await fetch_session_model(ServerEndpoint(echo_server.url), {}) is None
