@@ -7,14 +7,15 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from tqdm import tqdm
 
 from faces.errors import FaceError
-from faces.synthetic import IDENTITIES, MotionRanges, SyntheticFrame, iter_sequence, write_sequence_video
+from faces.synthetic import IDENTITIES, Glasses, MotionRanges, SyntheticFrame, iter_sequence, write_sequence_video
 from swapstream.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ class SynthConfig:
     seed: int = 0
     truth: Path | None = None
     """Where to write ground-truth keypoints/outline per frame (JSON lines), if anywhere."""
+    glasses: bool = False
+    """The identity wears glasses (faces.synthetic.Glasses) in every frame."""
+    motion: MotionRanges = field(default_factory=MotionRanges)
+    """How the person moves, blinks, talks and smiles (the defaults: as every test video and the demo)."""
 
     def __post_init__(self) -> None:
         if self.identity not in IDENTITIES:
@@ -70,12 +75,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="motion, background and noise seed (default 0)")
     parser.add_argument("--truth", type=Path, default=None, help="also write ground-truth landmarks (JSON lines)")
+    still = MotionRanges()
+    looks = parser.add_argument_group("appearance and expression (defaults: as every test video and the demo)")
+    looks.add_argument("--glasses", action="store_true", help="the person wears glasses")
+    looks.add_argument("--blink-every", type=_parse_seconds, default=still.blink_every_s, metavar="MIN,MAX",
+                       help="seconds between blinks, drawn in this range (default %(default)s)")
+    looks.add_argument("--talking", type=float, default=still.talking,
+                       help="fraction of the time the mouth moves (default %(default)s)")
+    looks.add_argument("--mouth-max", type=float, default=still.mouth_max,
+                       help="widest mouth opening while talking; above 1 opens wide (max 1.5; default %(default)s)")
+    looks.add_argument("--smile", type=float, default=still.smile, help="largest smile, 0..1 (default %(default)s)")
+    looks.add_argument("--grin", type=float, default=still.grin,
+                       help="how much smiling bares the teeth, 0..1 (default %(default)s: lips closed)")
+    looks.add_argument("--squint", type=float, default=still.squint,
+                       help="slow lid lowering between blinks, 0..1 (default %(default)s)")
     return parser
+
+
+def _parse_seconds(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX seconds (e.g. 1,3), got {text!r}") from exc
+    return low, high
 
 
 def config_from_args(argv: list[str]) -> SynthConfig:
     """Parse *argv* into a validated SynthConfig."""
     args = build_parser().parse_args(argv)
+    motion = MotionRanges(blink_every_s=args.blink_every, talking=args.talking, mouth_max=args.mouth_max,
+                          smile=args.smile, grin=args.grin, squint=args.squint)
     return SynthConfig(
         identity=args.identity,
         frames=args.frames,
@@ -85,18 +114,23 @@ def config_from_args(argv: list[str]) -> SynthConfig:
         fps=args.fps,
         seed=args.seed,
         truth=args.truth,
+        glasses=args.glasses,
+        motion=motion,
     )
 
 
 def run(config: SynthConfig) -> Path:
     """Render and write the video of *config*; returns its path."""
+    identity = IDENTITIES[config.identity]
+    if config.glasses:
+        identity = dataclasses.replace(identity, glasses=Glasses())
     frames = iter_sequence(
-        IDENTITIES[config.identity],
+        identity,
         config.frames,
         (config.width, config.height),
         seed=config.seed,
         fps=config.fps,
-        motion=MotionRanges(),
+        motion=config.motion,
     )
     with ExitStack() as stack:
         truth_file: TextIO | None = None
@@ -120,7 +154,8 @@ def _truth_record(index: int, frame: SyntheticFrame) -> dict[str, object]:
         "keypoints": frame.keypoints.round(3).tolist(),
         "outline": frame.outline.round(2).tolist(),
         "pose": {"yaw": frame.pose.yaw, "pitch": frame.pose.pitch, "roll": frame.pose.roll},
-        "expression": {"mouth_open": frame.expression.mouth_open, "blink": frame.expression.blink},
+        "expression": {"mouth_open": frame.expression.mouth_open, "blink": frame.expression.blink,
+                       "smile": frame.expression.smile, "teeth": frame.expression.teeth},
     }
 
 

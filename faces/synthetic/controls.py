@@ -21,14 +21,21 @@ class Pose:
     """Head height (crown to chin) as a fraction of the frame height."""
 
 
+MOUTH_OPEN_MAX = 1.5
+"""The widest mouth opening (a yawn or a shout); 1 is the widest a talking person opens it."""
+
+
 @dataclass(frozen=True)
 class Expression:
-    """Expression controls, each in [0, 1] (smile in [-1, 1]); painted by faces.synthetic.features."""
+    """Expression controls, each in [0, 1] (smile in [-1, 1], mouth_open up to MOUTH_OPEN_MAX); painted by
+    faces.synthetic.features."""
 
     mouth_open: float = 0.0
     blink: float = 0.0
     smile: float = 0.0
     brow_raise: float = 0.0
+    teeth: float = 0.0
+    """Lips drawn apart over closed teeth (a grin): 1 shows both rows; adds to the mouth's opening."""
 
 
 @dataclass(frozen=True)

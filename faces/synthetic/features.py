@@ -1,6 +1,8 @@
 """Facial features painted per expression: eyes (open to blinking), brows (raised), mouth (smile, open, teeth).
 
 Each frame copies the identity's static skin texture and paints these into the band from the brows to the lips.
+A mouth may open past the talking range (up to MOUTH_OPEN_MAX: a yawn or a shout) and a grin (`teeth`) parts
+the lips over both rows of teeth.
 This is the home of anything that changes how a feature looks with expression (teeth in a smile, a wider mouth,
 blinks); where a feature moves a keypoint, its position comes from faces.synthetic.geometry (`mouth_corners`).
 """
@@ -14,10 +16,21 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from faces.synthetic.controls import Expression
+from faces.synthetic.controls import MOUTH_OPEN_MAX, Expression
 from faces.synthetic.geometry import HeadGeometry
 from faces.synthetic.texture import TEXELS_PER_UNIT, TexturePainter
 from faces.types import Float32Array, Float64Array
+
+MOUTH_GAP = 0.13
+"""Gap between the lips (head units) at mouth_open 1."""
+TEETH_GAP = 0.08
+"""Gap between the lips (head units) that a full grin (teeth 1) adds, filled by the teeth."""
+
+
+def lip_gaps(expression: Expression) -> tuple[float, float]:
+    """(open mouth, grin) parts of the gap between the lips, in head units."""
+    opening = MOUTH_GAP * float(np.clip(expression.mouth_open, 0, MOUTH_OPEN_MAX))
+    return opening, TEETH_GAP * float(np.clip(expression.teeth, 0, 1))
 
 
 class FeaturePainter:
@@ -33,7 +46,9 @@ class FeaturePainter:
         d = self.identity
         # Only the band from brows to lips changes with expression: draw and blur within that band only.
         row0 = max(0, int((d.eye_y - d.brow_gap - 0.2 + d.head_height) * TEXELS_PER_UNIT))
-        row1 = int((d.mouth_y + 0.2 + d.head_height) * TEXELS_PER_UNIT)
+        # A mouth opened past the talking range pushes the lower lip further down: the band grows with it.
+        reach = 0.2 + max(0.0, sum(lip_gaps(expression)) - MOUTH_GAP)
+        row1 = int((d.mouth_y + reach + d.head_height) * TEXELS_PER_UNIT)
         albedo = base_albedo.copy()
         band = albedo[row0:row1]
         blink = float(np.clip(expression.blink, 0, 1))
@@ -117,7 +132,8 @@ class FeaturePainter:
         corners = self.geometry.mouth_corners(expression)
         w = corners[1, 0]
         cy = corners[0, 1]
-        gap = 0.13 * float(np.clip(expression.mouth_open, 0, 1))
+        opening, grin = lip_gaps(expression)
+        gap = opening + grin
         t = np.linspace(-1, 1, 31)
         xs = t * w
         bend = (1 - t**2) ** 0.8
@@ -135,8 +151,13 @@ class FeaturePainter:
             paint.fill(mask, inside, (1.0,), row0=row0)
             layer = np.zeros_like(albedo)
             paint.fill(layer, inside, (0.22, 0.07, 0.08), row0=row0)
-            teeth = _band(xs * 0.8, upper_bottom, xs * 0.8, upper_bottom + min(0.3 * gap, 0.025) * bend)
+            upper_teeth = min(0.3 * opening, 0.025) + 0.5 * grin
+            teeth = _band(xs * 0.8, upper_bottom, xs * 0.8, upper_bottom + upper_teeth * bend)
             paint.fill(layer, teeth, (0.9, 0.88, 0.82), row0=row0)
+            if grin > 0:
+                # A grin bares the lower row too, a little narrower and in the upper row's shadow.
+                lower_teeth = _band(xs * 0.72, lower_top - 0.35 * grin * bend, xs * 0.72, lower_top)
+                paint.fill(layer, lower_teeth, (0.8, 0.78, 0.72), row0=row0)
             albedo[:] = albedo * (1 - mask[..., None]) + layer * mask[..., None]
         else:
             paint.line(albedo, np.stack([xs, cy + 0.002 * bend], 1), tuple(lips * 0.45), 0.008, row0=row0)

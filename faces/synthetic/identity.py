@@ -1,7 +1,7 @@
 """Who a synthetic person is: shape and colour parameters in head units, and the two people A and B.
 
-A later feature of a person (glasses, a wider mouth, teeth shown when smiling, how often they blink) starts as a
-field here, with a default that keeps A and B as they are.
+A later feature of a person (a wider mouth, how often they blink) starts as a field here, with a default that keeps
+A and B as they are; `glasses` is one (`dataclasses.replace(IDENTITY_A, glasses=Glasses())`: A wearing glasses).
 """
 
 from __future__ import annotations
@@ -12,6 +12,29 @@ from typing import Literal
 from faces.errors import FaceError
 
 RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Glasses:
+    """Spectacles in front of the eyes (drawn by faces.synthetic.layers.draw_glasses); lengths in head units."""
+
+    frame: RGB = (35, 28, 26)
+    rim: float = 0.03
+    """Thickness of the rims, bridge and arms."""
+    lens_half_width: float = 0.21
+    lens_half_height: float = 0.16
+    standoff: float = 0.1
+    """How far the lenses sit in front of the eyes' surface."""
+    tint: RGB = (205, 220, 230)
+    tint_alpha: float = 0.12
+    """Opacity of the lens tint (0: clear glass)."""
+
+    def __post_init__(self) -> None:
+        for name in ("rim", "lens_half_width", "lens_half_height", "standoff"):
+            if not getattr(self, name) > 0:
+                raise FaceError(f"glasses: {name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.tint_alpha <= 1:
+            raise FaceError(f"glasses: tint_alpha must be in [0, 1], got {self.tint_alpha}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,8 @@ class Identity:
     hair_style: Literal["short", "long"] = "short"
     hair_volume: float = 1.1
     clothes: RGB = (60, 80, 130)
+    glasses: Glasses | None = None
+    """Spectacles worn in every frame, or None."""
 
     def __post_init__(self) -> None:
         if not 0.3 <= self.jaw_width <= self.face_width <= 0.95:

@@ -1,21 +1,22 @@
 """The layers of a frame, back to front: body (torso and neck), hair shell, head; each composited in place.
 
 The head and the hair shell are ray-cast ellipsoids (faces.synthetic.raycast) shaded by faces.synthetic.shading;
-the head samples the identity's textures where its rays hit. Something worn in front of the face (glasses) would
-be one more layer here, drawn after the head.
+the head samples the identity's textures where its rays hit. Glasses are the one layer in front of the head: rims,
+bridge and arms drawn as lines in 3D head space, projected with the frame's camera.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faces.synthetic.geometry import HeadGeometry
-from faces.synthetic.identity import Identity
+from faces.synthetic.identity import Glasses, Identity
 from faces.synthetic.raycast import Camera, Region, intersect_ellipsoid, pixel_region, view_rays
 from faces.synthetic.shading import Light, blend, shade
 from faces.synthetic.texture import FaceTextures, texture_coordinates
-from faces.types import Float32Array
+from faces.types import Float32Array, Float64Array
 
 
 def draw_head(
@@ -158,6 +159,89 @@ def draw_body(image: Float32Array, identity: Identity, camera: Camera, light: Li
             rgb = cloth * shading[..., None]
         region: Region = (x0, y0, x1, y1)
         blend(image, region, rgb.astype(np.float32), layer)
+
+
+GLASSES_FAR_ARM_YAW = 8.0
+"""Beyond this yaw (degrees) the arm on the side turned away is hidden behind the head and not drawn."""
+
+
+def glasses_outline(geometry: HeadGeometry, glasses: Glasses) -> list[tuple[Float64Array, bool]]:
+    """The glasses as 3D polylines in head units, each with whether it is closed: two lens rims, the bridge and
+    the two arms (image-left first)."""
+    d = geometry.identity
+    # Both lenses sit on one plane in front of the eyes, the bridge arches over the nose a little nearer still.
+    eye_z = float(geometry.surface_points(np.array([[d.eye_x, d.eye_y]]))[0, 2])
+    lens_z = eye_z + glasses.standoff
+    nose_z = float(geometry.surface_points(np.array([[0.0, d.eye_y]]))[0, 2]) + 0.3 * glasses.standoff
+    hw, hh = glasses.lens_half_width, glasses.lens_half_height
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    # A superellipse: a rounded rectangle, the usual shape of lenses.
+    cos, sin = np.cos(angles), np.sin(angles)
+    rim_x = hw * np.sign(cos) * np.abs(cos) ** 0.5
+    rim_y = hh * np.sign(sin) * np.abs(sin) ** 0.5
+    centre_y = d.eye_y + 0.02
+    parts: list[tuple[Float64Array, bool]] = []
+    for sign in (-1, 1):
+        rim = np.column_stack([sign * d.eye_x + rim_x, centre_y + rim_y, np.full_like(rim_x, lens_z)])
+        parts.append((rim, True))
+    inner = d.eye_x - hw
+    t = np.linspace(-1, 1, 9)
+    bridge = np.column_stack([t * inner, centre_y - 0.3 * hh - 0.03 * (1 - t**2),
+                              lens_z + (max(nose_z, lens_z) - lens_z) * (1 - t**2)])
+    parts.append((bridge, False))
+    outer = d.eye_x + hw
+    side_x = 0.98
+    side_z = float(geometry.axes[2]) * np.sqrt(max(0.0, 1 - side_x**2)) + 0.05
+    for sign in (-1, 1):
+        arm = np.array([[sign * outer, centre_y - 0.5 * hh, lens_z], [sign * side_x, centre_y - 0.55 * hh, side_z]])
+        parts.append((arm, False))
+    return parts
+
+
+def draw_glasses(image: Float32Array, geometry: HeadGeometry, glasses: Glasses, camera: Camera, light: Light,
+                 yaw: float) -> None:
+    """Glasses in front of the head: tinted lenses with a faint reflection, dark rims, bridge and arms."""
+    height, width = image.shape[:2]
+    parts = glasses_outline(geometry, glasses)
+    rot, scale, centre = camera.rotation, camera.scale, camera.centre
+    projected = [((points @ rot.T)[:, :2] * scale + centre, closed) for points, closed in parts]
+    lenses, bridge, arms = projected[:2], projected[2], projected[3:]
+    # arms[0] is at head x < 0, the side that turns towards the camera for positive yaw
+    if yaw > GLASSES_FAR_ARM_YAW:
+        arms = arms[:1]
+    elif yaw < -GLASSES_FAR_ARM_YAW:
+        arms = arms[1:]
+    shapes = lenses + [bridge] + arms
+    thickness = max(1, int(round(glasses.rim * scale)))
+    everything = np.vstack([pts for pts, _ in shapes])
+    x0, y0 = np.floor(everything.min(axis=0)).astype(int) - thickness - 2
+    x1, y1 = np.ceil(everything.max(axis=0)).astype(int) + thickness + 3
+    x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
+    if x0 >= x1 or y0 >= y1:
+        return
+    region = (x0, y0, x1, y1)
+    origin = np.array([x0, y0])
+
+    def fixed(points: Float64Array) -> npt.NDArray[np.int32]:
+        return np.asarray(np.round((points - origin) * 16), dtype=np.int32)
+
+    lighting = light.lighting
+    brightness = lighting.ambient + 0.5 * lighting.intensity
+    glass = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(glass, [fixed(pts) for pts, _ in lenses], (1.0,), cv2.LINE_AA, shift=4)
+    tint = np.array(glasses.tint, np.float32) / 255 * light.colour
+    blend(image, region, tint, glass * np.float32(glasses.tint_alpha))
+    glint = np.zeros_like(glass)
+    for pts, _ in lenses:
+        lens_centre, extent = pts.mean(axis=0), pts.max(axis=0) - pts.min(axis=0)
+        streak = lens_centre + np.array([[-0.3, 0.25], [0.15, -0.3]]) * extent
+        cv2.polylines(glint, [fixed(streak)], False, (1.0,), max(1, thickness), cv2.LINE_AA, shift=4)
+    blend(image, region, np.ones(3, np.float32), cv2.GaussianBlur(glint, (0, 0), 1.0) * glass * np.float32(0.25))
+    rims = np.zeros_like(glass)
+    for pts, closed in shapes:
+        cv2.polylines(rims, [fixed(pts)], closed, (1.0,), thickness, cv2.LINE_AA, shift=4)
+    frame_rgb = np.array(glasses.frame, np.float32) / 255 * light.colour * np.float32(brightness)
+    blend(image, region, frame_rgb, rims)
 
 
 def _sample(texture: Float32Array, mx: Float32Array, my: Float32Array, border: int) -> Float32Array:

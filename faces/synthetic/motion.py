@@ -1,8 +1,9 @@
 """Animation: a synthetic person moving like someone on a webcam, as a sequence of frames (or a video file).
 
 Pose, expression and light follow sums of slow sinusoids with seeded frequencies and phases; blinks come every few
-seconds. How often a person blinks or how far they move is a field of MotionRanges; what a blink or a smile looks
-like is painted in faces.synthetic.features.
+seconds. How often a person blinks, how far they move, how wide they open the mouth, whether a smile shows the teeth
+and how much the lids droop between blinks are fields of MotionRanges (the defaults keep the sequences every test
+and the demo were made from); what a blink or a smile looks like is painted in faces.synthetic.features.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from faces.errors import FaceError
 from faces.media import write_video
 from faces.synthetic.background import make_background
-from faces.synthetic.controls import Expression, Lighting, Pose, SyntheticFrame
+from faces.synthetic.controls import MOUTH_OPEN_MAX, Expression, Lighting, Pose, SyntheticFrame
 from faces.synthetic.identity import Identity
 from faces.synthetic.renderer import FaceRenderer
 from faces.types import Float64Array
@@ -35,6 +36,25 @@ class MotionRanges:
     blink_every_s: tuple[float, float] = (2.0, 5.0)
     talking: float = 0.5
     """Fraction of the time the mouth moves."""
+    mouth_max: float = 1.0
+    """Widest mouth opening while talking (1: as in speech; up to MOUTH_OPEN_MAX: wide open, a yawn or a shout)."""
+    smile: float = 0.6
+    """Largest smile (and frown) either way."""
+    grin: float = 0.0
+    """How much smiling bares the teeth (0: lips stay closed; 1: a full smile shows both rows)."""
+    squint: float = 0.0
+    """Slow lid lowering between blinks (0: none; 1: the lids come all the way down at times), so the eyes take
+    every opening, not only open and shut."""
+
+    def __post_init__(self) -> None:
+        low, high = self.blink_every_s
+        if not 0 < low <= high:
+            raise FaceError(f"blink_every_s must be (min, max) seconds with 0 < min <= max, got {self.blink_every_s}")
+        if not 0 < self.mouth_max <= MOUTH_OPEN_MAX:
+            raise FaceError(f"mouth_max must be in (0, {MOUTH_OPEN_MAX}], got {self.mouth_max}")
+        for name in ("talking", "smile", "grin", "squint"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise FaceError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def _smooth_signal(rng: np.random.Generator, times: Float64Array, low_hz: float, high_hz: float) -> Float64Array:
@@ -90,8 +110,8 @@ def iter_sequence(
     lo, hi = motion.head_size
     head = lo + (hi - lo) * (0.5 + 0.5 * clipped(0.02, 0.15))
     talk = np.clip(clipped(0.1, 0.4) + (motion.talking * 2 - 1), 0, None)
-    mouth = np.clip(talk * (0.5 + 0.5 * np.abs(clipped(1.0, 3.0))), 0, 1)
-    smile = 0.6 * clipped(0.02, 0.15)
+    mouth = np.clip(talk * (0.5 + 0.5 * np.abs(clipped(1.0, 3.0))), 0, 1) * motion.mouth_max
+    smile = motion.smile * clipped(0.02, 0.15)
     brow = np.clip(clipped(0.05, 0.3), 0, 1) * 0.6
     azimuth = 35 * clipped(0.01, 0.08)
     elevation = 30 + 15 * clipped(0.01, 0.08)
@@ -105,6 +125,13 @@ def iter_sequence(
             if start + k < n_frames:
                 blink[start + k] = value
         next_blink += rng.uniform(*motion.blink_every_s) * fps
+    # The features added later draw from a generator of their own, so the ones above stay as they were.
+    extra = np.random.default_rng([seed, 0xFEA7])
+    if motion.squint > 0:
+        lids = np.clip(_smooth_signal(extra, times, 0.1, 0.5), 0, 1) * motion.squint
+        blink = np.maximum(blink, lids)
+    # a grin bares the teeth fully from two thirds of the largest smile on
+    teeth = motion.grin * np.clip(1.5 * smile / max(motion.smile, 1e-6), 0, 1)
 
     for i in range(n_frames):
         pose = Pose(
@@ -115,7 +142,8 @@ def iter_sequence(
             head_size=float(head[i]),
         )
         expression = Expression(
-            mouth_open=float(mouth[i]), blink=float(blink[i]), smile=float(smile[i]), brow_raise=float(brow[i])
+            mouth_open=float(mouth[i]), blink=float(blink[i]), smile=float(smile[i]), brow_raise=float(brow[i]),
+            teeth=float(teeth[i]),
         )
         lighting = Lighting(
             azimuth=float(azimuth[i]),

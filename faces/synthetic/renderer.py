@@ -2,7 +2,7 @@
 
 A frame is made in this order: background; body, hair shell and head layers (faces.synthetic.layers) under the
 frame's light; the expression's eyes, brows and mouth painted onto the head's texture first
-(faces.synthetic.features); then light sensor noise. The ground truth (keypoints, outline) is the geometry's
+(faces.synthetic.features); glasses, if the identity wears them; then light sensor noise. The ground truth (keypoints, outline) is the geometry's
 feature positions projected with the same camera.
 """
 
@@ -17,7 +17,7 @@ from faces.synthetic.controls import Expression, Lighting, Pose, SyntheticFrame
 from faces.synthetic.features import FeaturePainter
 from faces.synthetic.geometry import HeadGeometry, rotation_matrix
 from faces.synthetic.identity import Identity
-from faces.synthetic.layers import draw_body, draw_hair_shell, draw_head
+from faces.synthetic.layers import draw_body, draw_glasses, draw_hair_shell, draw_head
 from faces.synthetic.raycast import Camera
 from faces.synthetic.shading import Light
 from faces.synthetic.texture import TexturePainter, identity_seed, paint_textures
@@ -67,6 +67,8 @@ class FaceRenderer:
         draw_hair_shell(image, self.identity, self.textures.hair_shell, camera, light)
         albedo = self.features.paint(self.textures.albedo, expression)
         draw_head(image, self.geometry, self.textures, albedo, camera, light)
+        if self.identity.glasses is not None:
+            draw_glasses(image, self.geometry, self.identity.glasses, camera, light, pose.yaw)
         if noise_seed is not None:
             # Sensor noise (a camera never gives perfectly flat regions): a random window of a fixed noise field,
             # much cheaper than fresh noise per frame.
