@@ -40,6 +40,13 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder-channels", type=int, default=128, help="first decoder stage width (halves per level)")
     p.add_argument("--residual-blocks", type=int, default=1, help="residual blocks per decoder level")
     p.add_argument("--eyes-mouth-weight", type=float, default=1.0, help="extra loss weight on eyes and mouth")
+    p.add_argument("--l1-weight", type=float, default=1.0, help="weight of the masked L1 loss (default 1)")
+    p.add_argument("--dssim-weight", type=float, default=1.0, help="weight of the masked DSSIM loss (default 1)")
+    p.add_argument("--edge-weight", type=float, default=0.0,
+                   help="weight of the masked L1 between image gradients, for sharp edges (default 0: off)")
+    p.add_argument("--mask-weight", type=float, default=0.5, help="weight of the mask loss (default 0.5)")
+    p.add_argument("--warp-strength", type=float, default=0.025,
+                   help="random warp of the input, control-point sigma / face size (default 0.025)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from training.losses import LossWeights
+    from training.warp import AugmentConfig
     from training.train_faces import FaceTrainConfig, ModelShape, train_faces
 
     try:
@@ -80,7 +88,9 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             shape=ModelShape(encoder_channels=args.encoder_channels, bottleneck=args.bottleneck,
                              code_channels=args.code_channels, decoder_channels=args.decoder_channels,
                              residual_blocks=args.residual_blocks),
-            loss=LossWeights(eyes_mouth=args.eyes_mouth_weight), progress=not args.no_progress,
+            loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
+                             eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight),
+            augment=AugmentConfig(warp_strength=args.warp_strength), progress=not args.no_progress,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -1,4 +1,10 @@
-"""Losses of the face-swap trainer: masked L1, masked DSSIM, mask loss, and an eye/mouth weight map."""
+"""Losses of the face-swap trainer: masked L1, masked DSSIM, a masked edge (image gradient) loss, mask loss, and
+an eye/mouth weight map.
+
+L1 and DSSIM are satisfied by a face a little softer than the target (a blur costs them little where the target
+is smooth on average); the edge term compares the images' gradients directly, so a soft edge costs as much as a
+wrong colour. It is off by default (`edge` 0).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,14 @@ class LossWeights:
     """Weight of pixels outside the face mask (so previews are sane outside the face)."""
     eyes_mouth: float = 1.0
     """Extra weight on eyes and mouth (0 turns it off)."""
+    edge: float = 0.0
+    """Weight of the masked L1 between the images' gradients (sharp edges; 0 turns it off)."""
+
+    def __post_init__(self) -> None:
+        for name in ("l1", "dssim", "mask", "background", "eyes_mouth", "edge"):
+            if not getattr(self, name) >= 0:
+                flag = "--" + name.replace("_", "-") + "-weight"
+                raise ValueError(f"{flag} (loss weight {name}) must not be negative, got {getattr(self, name)}")
 
 
 def _gaussian_taps(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -65,6 +79,24 @@ def masked_dssim(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
     return _weighted_mean((1.0 - ssim_map(pred, target)) / 2.0, weight)
 
 
+def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences of (N,C,H,W) images along x (N,C,H,W-1) and along y (N,C,H-1,W)."""
+    return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
+
+
+def masked_edge_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the x and y gradients, weighted by `weight` (N,1,H,W) where both pixels of a
+    difference lie (the smaller of their two weights)."""
+    pred_dx, pred_dy = image_gradients(pred)
+    target_dx, target_dy = image_gradients(target)
+    weight_dx = torch.minimum(weight[..., :, 1:], weight[..., :, :-1])
+    weight_dy = torch.minimum(weight[..., 1:, :], weight[..., :-1, :])
+    along_x = ((pred_dx - target_dx).abs() * weight_dx.expand_as(pred_dx)).sum()
+    along_y = ((pred_dy - target_dy).abs() * weight_dy.expand_as(pred_dy)).sum()
+    total = weight_dx.expand_as(pred_dx).sum() + weight_dy.expand_as(pred_dy).sum()
+    return (along_x + along_y) / total.clamp_min(1e-6)
+
+
 def mask_loss(pred_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
     """L1 between the predicted and the mesh-hull mask."""
     return (pred_mask - target_mask).abs().mean()
@@ -96,6 +128,9 @@ def face_losses(
         "mask": mask_loss(pred_mask, target_mask),
     }
     terms["total"] = weights.l1 * terms["l1"] + weights.dssim * terms["dssim"] + weights.mask * terms["mask"]
+    if weights.edge > 0:
+        terms["edge"] = masked_edge_l1(pred_rgb, target, pixel)
+        terms["total"] = terms["total"] + weights.edge * terms["edge"]
     return terms
 
 

@@ -1,0 +1,70 @@
+"""The trainer's loss terms on constructed inputs whose value is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from swapstream.cli import main as swapstream_main
+from training.losses import LossWeights, face_losses, image_gradients, masked_edge_l1
+
+
+def _stripes(size: int = 16) -> torch.Tensor:
+    """Vertical black/white stripes one pixel wide: every x gradient is +-1, every y gradient 0."""
+    image = torch.zeros(1, 3, size, size)
+    image[..., :, ::2] = 1.0
+    return image
+
+
+def test_edge_loss_is_zero_for_the_target_and_one_for_a_flat_face() -> None:
+    target = _stripes()
+    ones = torch.ones(1, 1, 16, 16)
+    assert float(masked_edge_l1(target, target, ones)) == 0.0
+    # a flat grey face has no gradient: it misses |+-1| on every x difference and nothing on the y ones
+    x_pairs, y_pairs = 16 * 15, 15 * 16
+    expected = x_pairs / (x_pairs + y_pairs)
+    assert float(masked_edge_l1(torch.full_like(target, 0.5), target, ones)) == pytest.approx(expected)
+
+
+def test_edge_loss_sees_blur_that_costs_l1_little() -> None:
+    """A blurred face keeps the mean colour (small L1 on smooth regions) but loses its edges."""
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 32, 32).clamp(0.2, 0.8)
+    blurred = torch.nn.functional.avg_pool2d(target, 3, stride=1, padding=1, count_include_pad=False)
+    ones = torch.ones(1, 1, 32, 32)
+    edge_blur = float(masked_edge_l1(blurred, target, ones))
+    edge_shift = float(masked_edge_l1(target + 0.05, target, ones))
+    assert edge_shift == pytest.approx(0.0, abs=1e-6), "a colour shift changes no gradient"
+    assert edge_blur > 0.1
+
+
+def test_edge_loss_counts_a_difference_only_where_both_pixels_are_weighted() -> None:
+    target = _stripes()
+    weight = torch.zeros(1, 1, 16, 16)
+    weight[..., :, :8] = 1.0  # left half only
+    pred = target.clone()
+    pred[..., :, 8:] = 0.5  # wrong on the right half, and on the pair straddling the edge (x 7-8)
+    assert float(masked_edge_l1(pred, target, weight)) == 0.0
+    dx, dy = image_gradients(target)
+    assert dx.shape == (1, 3, 16, 15) and dy.shape == (1, 3, 15, 16)
+
+
+def test_edge_term_joins_the_total_only_when_weighted() -> None:
+    target = _stripes()
+    mask = torch.ones(1, 1, 16, 16)
+    flat = torch.full_like(target, 0.5)
+    off = face_losses(flat, mask, target, mask, None, LossWeights())
+    on = face_losses(flat, mask, target, mask, None, LossWeights(edge=2.0))
+    assert "edge" not in off and float(on["edge"]) > 0.4
+    assert float(on["total"]) == pytest.approx(float(off["total"]) + 2.0 * float(on["edge"]))
+
+
+@pytest.mark.parametrize("flag", ["--edge-weight", "--dssim-weight", "--l1-weight", "--mask-weight"])
+def test_negative_loss_weights_are_named(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "faces", "--a", str(tmp_path), "--b", str(tmp_path), "--out", str(tmp_path / "r"), flag, "-1"]
+    with pytest.raises(SystemExit) as info:
+        swapstream_main(argv)
+    assert info.value.code == 2
+    assert flag in capsys.readouterr().err
