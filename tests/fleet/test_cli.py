@@ -21,7 +21,7 @@ from fleet.config import TritonServeConfig
 from fleet.errors import ConfigError, TritonStartError
 from fleet.server import TritonModelServer
 from stream_server.errors import ModelLoadError
-from tests.fixtures.triton import free_ports
+from fleet.process import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ def test_sigterm_stops_cleanly_and_clients_recover(triton_server: TritonProcess,
         client.check()
         expected = client.run("swap_a2b", face)
 
-        report = triton_server.stop()
+        report = triton_server.stop_and_report()
         assert report.returncode == 0, report.log[-3000:]
         assert STOPPED_LINE in report.log
         assert report.tritonservers_before, "no tritonserver child was running: the check below proves nothing"
