@@ -106,6 +106,8 @@ class TritonInference:
             ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
             ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+            # a name resolving to several Triton pods (a headless Service) gets requests spread over all of them
+            ("grpc.lb_policy_name", "round_robin"),
         ])
 
     def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
