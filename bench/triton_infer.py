@@ -3,10 +3,10 @@
 Starts `swapstream triton` on the models (its own process, free loopback ports, the same ONNX Runtime thread count
 as the in-process session) and times, per batch size, numpy in -> numpy out:
 - `in-process`: ONNX Runtime in this process, as `swapstream serve` runs models today;
-- `triton aio`: stream_server.triton_client.TritonInference.run from this (worker) thread, through its asyncio
-  client on its own loop thread: what `serve --inference triton://` will use;
-- `triton sync`: tritonclient's synchronous gRPC client, called directly: the alternative design, to show what the
-  thread hop costs.
+- `triton client`: stream_server.triton_client.TritonInference.run from this (worker) thread: tritonclient's
+  synchronous gRPC client, what `serve --inference triton://` will use;
+- `triton aio+loop`: tritonclient's asyncio client on an event loop of its own thread, handed each request from
+  this thread: the design the client did not take, to show what that thread hop costs.
 Each Triton row states its added p50 over in-process at the same batch size. `--queue-delays 2000 0` repeats the
 Triton rows with another dynamic-batcher delay (a lone request waits up to that long for company).
 
@@ -17,12 +17,14 @@ Triton rows with another dynamic-batcher delay (a lone request waits up to that 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from fleet.process import TritonCommand  # noqa: E402
 from stream_server.inference import ModelEntry, load_backend, load_manifest  # noqa: E402
-from stream_server.triton_client import TritonInference  # noqa: E402
+from stream_server.triton_client import TritonInference, channel_args  # noqa: E402
 from swapstream.triton_model import MAX_QUEUE_DELAY_US, TRITON_DATATYPES, triton_model_name  # noqa: E402
 
 log = logging.getLogger("bench.triton_infer")
 
 ROUNDS = 4
+SERVER_METRICS = ("nv_inference_exec_count", "nv_inference_request_success", "nv_inference_compute_infer_duration_us",
+                  "nv_inference_queue_duration_us")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,11 @@ class Timing:
     batch: int
     p50_ms: float
     p95_ms: float
+    mean_ms: float
     calls: int
+    # Triton's own view (its metrics), for Triton rows: model compute per execution, queueing per request
+    compute_ms: float | None = None
+    queue_ms: float | None = None
 
     @property
     def ms_per_face(self) -> float:
@@ -86,41 +94,80 @@ def parse_args(argv: list[str]) -> BenchConfig:
 
 
 class Sampler:
-    """Latency samples of one backend at one batch size, gathered over several short windows."""
+    """Latency samples of one backend at one batch size, gathered over several short windows.
 
-    def __init__(self, backend: str, batch: int, call: Callable[[], Any], warmup: int) -> None:
+    With `server_metrics` (a Triton row) it also reads Triton's metrics around each window: how long the model
+    itself ran per execution and how long requests queued, so the rest of the round trip is the hop.
+    """
+
+    def __init__(self, backend: str, batch: int, call: Callable[[], Any], warmup: int,
+                 server_metrics: Callable[[], dict[tuple[str, str], float]] | None = None, model: str = "") -> None:
         self.backend, self.batch, self.call = backend, batch, call
+        self.server_metrics, self.model = server_metrics, model
         self.samples: list[float] = []
+        self.server: dict[str, float] = {}
         for _ in range(warmup):
             call()
 
     def sample(self, seconds: float) -> None:
+        before = self.server_metrics() if self.server_metrics else {}
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             self.call()
             self.samples.append((time.perf_counter() - started) * 1000)
+        if self.server_metrics:
+            after = self.server_metrics()
+            for metric in SERVER_METRICS:
+                key = (metric, self.model)
+                self.server[metric] = self.server.get(metric, 0.0) + after[key] - before.get(key, 0.0)
 
     def timing(self) -> Timing:
         p50, p95 = np.percentile(self.samples, [50, 95])
-        return Timing(self.backend, self.batch, float(p50), float(p95), len(self.samples))
+        compute = queue = None
+        if self.server.get("nv_inference_exec_count"):
+            compute = self.server["nv_inference_compute_infer_duration_us"] / self.server["nv_inference_exec_count"]
+            queue = self.server["nv_inference_queue_duration_us"] / self.server["nv_inference_request_success"]
+            compute, queue = compute / 1000, queue / 1000
+        return Timing(self.backend, self.batch, float(p50), float(p95), float(np.mean(self.samples)),
+                      len(self.samples), compute, queue)
 
 
-def sync_client_call(address: str, entry: ModelEntry, faces: np.ndarray) -> Callable[[], Any]:
-    """One request through tritonclient's synchronous gRPC client, decoded to numpy as the aio path does."""
-    import tritonclient.grpc as grpcclient
+class AioOnLoopThread:
+    """tritonclient's asyncio client on its own event-loop thread, called from this thread (the road not taken)."""
 
-    client = grpcclient.InferenceServerClient(address)
-    spec = entry.inputs[0]
-    name = triton_model_name(entry.name)
+    def __init__(self, address: str, entry: ModelEntry) -> None:
+        self.entry = entry
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = self._wait(self._open(address))
 
-    def call() -> list[np.ndarray]:
+    async def _open(self, address: str) -> Any:
+        import tritonclient.grpc.aio as grpcaio
+
+        return grpcaio.InferenceServerClient(address, channel_args=channel_args())
+
+    def _wait(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    async def _infer(self, faces: np.ndarray) -> list[np.ndarray]:
+        import tritonclient.grpc as grpcclient
+
+        spec = self.entry.inputs[0]
         request = grpcclient.InferInput(spec.name, list(faces.shape), TRITON_DATATYPES[spec.dtype])
         request.set_data_from_numpy(faces)
-        result = client.infer(name, [request], client_timeout=5.0)
-        return [result.as_numpy(output.name) for output in entry.outputs]
+        result = await self.client.infer(triton_model_name(self.entry.name), [request], client_timeout=5.0)
+        return [result.as_numpy(output.name) for output in self.entry.outputs]
 
-    return call
+    def run(self, faces: np.ndarray) -> list[np.ndarray]:
+        return self._wait(self._infer(faces))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._wait(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
 
 
 def run_bench(config: BenchConfig) -> list[Timing]:
@@ -141,15 +188,19 @@ def run_bench(config: BenchConfig) -> list[Timing]:
             connection = TritonInference(triton.url, manifest.models, timeout_s=5.0)
             stack.callback(connection.close)
             connection.check()
-            servers.append((delay, triton, connection))
+            aio = AioOnLoopThread(triton.address, entry)
+            stack.callback(aio.close)
+            servers.append((delay, triton, connection, aio))
         for batch in config.batches:
             faces = inputs[batch]
             samplers = [Sampler("in-process", batch, lambda f=faces: local.run(f), config.warmup)]
-            for delay, triton, connection in servers:
-                samplers.append(Sampler(f"triton aio {delay}us", batch,
-                                        lambda f=faces, c=connection: c.run(entry.name, f), config.warmup))
-                samplers.append(Sampler(f"triton sync {delay}us", batch,
-                                        sync_client_call(triton.address, entry, faces), config.warmup))
+            for delay, triton, connection, aio in servers:
+                model = triton_model_name(entry.name)
+                samplers.append(Sampler(f"triton client {delay}us", batch,
+                                        lambda f=faces, c=connection: c.run(entry.name, f), config.warmup,
+                                        triton.metrics, model))
+                samplers.append(Sampler(f"triton aio+loop {delay}us", batch, lambda f=faces, a=aio: a.run(f),
+                                        config.warmup, triton.metrics, model))
             # short windows in turn, so load from elsewhere on the machine falls on every backend alike
             for _ in range(ROUNDS):
                 for sampler in samplers:
@@ -168,12 +219,20 @@ def _stop(triton: TritonCommand) -> None:
 def print_table(timings: list[Timing], entry: ModelEntry, config: BenchConfig) -> None:
     print(f"\nmodel {entry.name} ({entry.inputs[0].tail}), ONNX Runtime CPU, {config.threads} thread(s), "
           f"{config.seconds:g} s per row")
-    print(f"{'backend':<22} {'batch':>5} {'p50 ms':>8} {'p95 ms':>8} {'ms/face':>8} {'calls':>6}  added p50")
+    print("added p50: over in-process at the same batch. Triton's own metrics (means): compute = the model's run per\n"
+          "execution (for PyTriton's Python backend including the hand-over to the serving process and back),\n"
+          "queue = waiting per request; hop = mean - compute - queue: gRPC and (de)serialisation.")
+    print(f"{'backend':<22} {'batch':>5} {'p50 ms':>7} {'p95 ms':>7} {'ms/face':>7} {'calls':>6} {'added p50':>10} "
+          f"{'compute':>8} {'queue':>6} {'hop':>6}")
     baseline = {t.batch: t for t in timings if t.backend == "in-process"}
     for timing in sorted(timings, key=lambda t: (t.batch, t.backend != "in-process", t.backend)):
-        added = "" if timing.backend == "in-process" else f"{timing.p50_ms - baseline[timing.batch].p50_ms:+.2f} ms"
-        print(f"{timing.backend:<22} {timing.batch:>5} {timing.p50_ms:>8.2f} {timing.p95_ms:>8.2f} "
-              f"{timing.ms_per_face:>8.2f} {timing.calls:>6}  {added}")
+        row = (f"{timing.backend:<22} {timing.batch:>5} {timing.p50_ms:>7.2f} {timing.p95_ms:>7.2f} "
+               f"{timing.ms_per_face:>7.2f} {timing.calls:>6}")
+        if timing.compute_ms is not None and timing.queue_ms is not None:
+            hop = timing.mean_ms - timing.compute_ms - timing.queue_ms
+            row += (f" {timing.p50_ms - baseline[timing.batch].p50_ms:>+10.2f} {timing.compute_ms:>8.2f} "
+                    f"{timing.queue_ms:>6.2f} {hop:>6.2f}")
+        print(row)
 
 
 def main(argv: list[str] | None = None) -> int:
