@@ -6,6 +6,7 @@ SwapstreamError
  +-- training.errors.TrainingError   data sets, checkpoints, resume
  +-- export.errors.ExportError       ONNX / TensorRT conversion and parity
  +-- stream_server.errors.ModelLoadError, SignalingError, ...
+ +-- fleet.errors.FleetError         `swapstream triton`: ports, Triton start-up and readiness
 
 Library code raises these; only the CLI (swapstream.cli) turns them into exit codes.
 """
