@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.export",
     "tests.fixtures.server",
     "tests.fixtures.provenance",
+    "tests.fixtures.triton",
 ]
