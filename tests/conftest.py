@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.training",
     "tests.fixtures.export",
     "tests.fixtures.server",
+    "tests.fixtures.evaluation",
 ]
