@@ -13,7 +13,7 @@ from swapstream.atomic import atomic_write_text
 REPORT_JSON = "report.json"
 SUMMARY_TXT = "summary.txt"
 LABEL_WIDTH = 30
-COLUMN_WIDTH = 17
+COLUMN_WIDTH = 16
 
 
 def report_json(result: EvaluationResult) -> dict[str, Any]:
@@ -43,6 +43,12 @@ def _span(low_high: Sequence[Any], spec: str) -> str:
     return f"{_format(low_high[0], spec)}..{_format(low_high[1], spec)}"
 
 
+def _column_name(path: Path) -> str:
+    """The source's name as a column heading: without its suffix where the whole name is too long."""
+    name = path.name if len(path.name) < COLUMN_WIDTH else path.stem
+    return name[:COLUMN_WIDTH - 1]
+
+
 def _rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     mouth, eye, pose, sharp, seam = (summary[k] for k in ("mouth", "eye", "pose", "sharpness", "seam"))
     rows = [
@@ -54,8 +60,8 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("  out p5..p95", _span(mouth["output_range"], ".3f")),
         ("eye opening: correlation", _format(eye["correlation"], ".2f")),
         ("  range ratio out/in", _format(eye["range_ratio"], ".2f")),
-        ("pose |in-out| yaw/pitch/roll", "/".join(_format(pose[f"{a}_mean_abs_diff_deg"], ".1f")
-                                                  for a in ("yaw", "pitch", "roll")) + " deg"),
+        ("pose |in-out| deg y/p/r", "/".join(_format(pose[f"{a}_mean_abs_diff_deg"], ".1f")
+                                             for a in ("yaw", "pitch", "roll"))),
         ("sharpness out/in: median", _format(sharp["median_ratio"], ".2f")),
         ("  p10..p90", _span((sharp["p10_ratio"], sharp["p90_ratio"]), ".2f")),
         ("seam dE76 across the edge: mean", _format(seam["mean_delta_e"], ".1f")),
@@ -87,7 +93,7 @@ def summary_text(result: EvaluationResult) -> str:
         "one face per frame",
         "",
     ]
-    columns = [s.source.name[:COLUMN_WIDTH - 1] for s in result.sources]
+    columns = [_column_name(s.source.path) for s in result.sources]
     lines.append(" " * LABEL_WIDTH + "".join(c.rjust(COLUMN_WIDTH) for c in columns))
     table = [_rows(s.summary) for s in result.sources]
     for row_index, (label, _) in enumerate(table[0]):
