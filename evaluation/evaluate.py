@@ -22,7 +22,7 @@ from tqdm import tqdm
 from evaluation.arrays import Floats, Image
 from evaluation.config import EvaluateConfig
 from evaluation.errors import EvaluationError
-from evaluation.face_measure import FaceMeasure, FaceMeasurer
+from evaluation.face_measure import FaceMeasure, FaceMeasurer, euler_angles, pose_difference
 from evaluation.identity import SAME_PERSON_DISTANCE, IdentityJudge, Separation, centroid, distances, separation
 from evaluation.metrics import following, mean_change, seam_delta_e, sharpness_ratio
 from evaluation.regions import face_regions
@@ -60,8 +60,7 @@ class FrameRecord:
         for side, measure in (("in", self.measured_in), ("out", self.measured_out)):
             row[f"mouth_{side}"] = _number(measure.mouth_opening if measure else None)
             row[f"eye_{side}"] = _number(measure.eye_opening if measure else None)
-            row[f"pose_{side}"] = ([_number(measure.yaw), _number(measure.pitch), _number(measure.roll)]
-                                   if measure else None)
+            row[f"pose_{side}"] = [_number(a, 2) for a in euler_angles(measure.rotation)] if measure else None
         row.update(sharpness_ratio=_number(self.sharpness_ratio), seam=_number(self.seam),
                    distance_a=_number(self.distance_a),
                    distance_b=_number(self.distance_b))
@@ -201,11 +200,11 @@ def summarise(records: list[FrameRecord]) -> dict[str, Any]:
     paired = [(r.measured_in, r.measured_out) for r in records if r.measured_in and r.measured_out]
     mouth = following([i.mouth_opening for i, _ in paired], [o.mouth_opening for _, o in paired])
     eye = following([i.eye_opening for i, _ in paired], [o.eye_opening for _, o in paired])
+    differences = np.array([pose_difference(i.rotation, o.rotation) for i, o in paired]).reshape(-1, 4)
     pose = {}
-    for angle in ("yaw", "pitch", "roll"):
-        diffs = [abs(getattr(i, angle) - getattr(o, angle)) for i, o in paired]
-        finite = [d for d in diffs if np.isfinite(d)]
-        pose[f"{angle}_mean_abs_diff_deg"] = _number(float(np.mean(finite)) if finite else None, 2)
+    for column, angle in enumerate(("yaw", "pitch", "roll", "total")):
+        finite = np.abs(differences[:, column][np.isfinite(differences[:, column])])
+        pose[f"{angle}_mean_abs_diff_deg"] = _number(float(finite.mean()) if finite.size else None, 2)
     sharp = [r.sharpness_ratio for r in records if r.sharpness_ratio is not None]
     seams = [r.seam for r in records if r.seam is not None]
     return {

@@ -47,9 +47,8 @@ class FaceMeasure:
     """Inner-lip gap / face height (forehead top to chin)."""
     eye_opening: float
     """Lid gap / eye width, mean of three lid pairs and both eyes."""
-    yaw: float
-    pitch: float
-    roll: float
+    rotation: Floats
+    """The head's 3x3 rotation in camera axes (see head_rotation); NaN where the fit failed."""
     face_height: float
     """Forehead top to chin, pixels."""
     mesh: Floats
@@ -78,21 +77,42 @@ def eye_opening(mesh: Floats) -> float:
     return float(np.mean(ratios))
 
 
-def head_pose(mesh: Floats, frame_size: tuple[int, int]) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees, signs as `faces.synthetic.Pose`, from a generic head fitted to six mesh
-    points with a pinhole camera whose focal length is the frame width. The absolute angles are rough (a
-    generic head, a guessed camera); what the report uses is their difference between input and output."""
+def head_rotation(mesh: Floats, frame_size: tuple[int, int]) -> Floats:
+    """The head's 3x3 rotation (camera axes) from a generic head fitted to six mesh points with a pinhole
+    camera whose focal length is the frame width; all NaN where the fit fails. The absolute angles are rough
+    (a generic head, a guessed camera); what the report uses is the rotation between input and output."""
     width, height = frame_size
     camera = np.array([[width, 0.0, width / 2], [0.0, width, height / 2], [0.0, 0.0, 1.0]], dtype=np.float64)
     image_points = np.ascontiguousarray(mesh[list(POSE_POINTS)], dtype=np.float64)
     ok, rotation_vector, _ = cv2.solvePnP(POSE_MODEL, image_points, camera, NO_LENS_DISTORTION,
-                                               flags=cv2.SOLVEPNP_ITERATIVE)
+                                          flags=cv2.SOLVEPNP_ITERATIVE)
     if not ok:
-        return float("nan"), float("nan"), float("nan")
+        return np.full((3, 3), np.nan)
     rotation, _ = cv2.Rodrigues(rotation_vector)
+    return np.asarray(rotation, dtype=np.float64)
+
+
+def euler_angles(rotation: Floats) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a rotation, signs as `faces.synthetic.Pose` (NaN for a failed fit)."""
+    if not np.all(np.isfinite(rotation)):
+        return float("nan"), float("nan"), float("nan")
     pitch, yaw, roll = cv2.RQDecomp3x3(rotation)[0]
     # Camera axes turn the other way from faces.synthetic's yaw and pitch.
     return -float(yaw), -float(pitch), float(roll)
+
+
+def pose_difference(first: Floats, second: Floats) -> tuple[float, float, float, float]:
+    """(yaw, pitch, roll, total) in degrees of the rotation from head pose `first` to `second`.
+
+    Taken from the relative rotation, not by subtracting Euler angles: one pose has several Euler triplets
+    (yaw 55, roll -157 and its mirror are the same head), and subtracting two of them can report 180 degrees
+    for heads that agree.
+    """
+    relative = second @ first.T
+    if not np.all(np.isfinite(relative)):
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    total = float(np.degrees(np.arccos(np.clip((np.trace(relative) - 1) / 2, -1.0, 1.0))))
+    return (*euler_angles(relative), total)
 
 
 class FaceMeasurer:
@@ -107,8 +127,8 @@ class FaceMeasurer:
         if not faces or faces[0].mesh is None:
             return None
         mesh = faces[0].mesh.astype(np.float64)
-        yaw, pitch, roll = head_pose(mesh, (frame.shape[1], frame.shape[0]))
-        return FaceMeasure(mouth_opening(mesh), eye_opening(mesh), yaw, pitch, roll, face_height(mesh), mesh,
+        rotation = head_rotation(mesh, (frame.shape[1], frame.shape[0]))
+        return FaceMeasure(mouth_opening(mesh), eye_opening(mesh), rotation, face_height(mesh), mesh,
                            np.asarray(faces[0].box, dtype=np.float64))
 
     def close(self) -> None:

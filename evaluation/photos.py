@@ -5,6 +5,8 @@
 No face data set can be downloaded here, so these are the real faces there are:
 - `grace_hopper.png`: matplotlib's sample photo of Grace Hopper (matplotlib is a core dependency). Never in
   the demo model's training set: a held-out real face.
+- `cameraman.png`: `skimage.data.camera()`, grey, his face ~75 px and turned down to his camera. Never in
+  the demo's training set: a second held-out real face (a hard one).
 - `astronaut.png`: `skimage.data.astronaut()` as it ships. The demo model trained on 60 moved, scaled, turned
   and mirrored views of this photo (`python -m training.real_photos`, docs/demo-model.md): the same person and
   picture, so NOT held out.
@@ -25,7 +27,7 @@ from evaluation.errors import EvaluationError
 from swapstream.atomic import atomic_path
 
 LFW_FACES = 100  # lfw_subset(): the first 100 images are faces, the rest are not
-HELD_OUT = ("grace_hopper.png",)
+HELD_OUT = ("grace_hopper.png", "cameraman.png")
 
 
 def grace_hopper() -> Image:
@@ -48,9 +50,12 @@ def write_photos(out: Path, lfw_count: int) -> list[Path]:
         raise EvaluationError(f"the shipped photos need scikit-image: pip install -e '.[train]' ({exc})") from exc
     if not 0 <= lfw_count <= LFW_FACES:
         raise EvaluationError(f"--lfw must be in 0..{LFW_FACES}, got {lfw_count}")
+    # scikit-image's data loaders carry no type information.
+    astronaut = data.astronaut()  # type: ignore[no-untyped-call]
+    cameraman = cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)  # type: ignore[no-untyped-call]
     photos: dict[Path, Image] = {out / "grace_hopper.png": grace_hopper(),
-                                 out / "astronaut.png": np.asarray(data.astronaut(),  # type: ignore[no-untyped-call]
-                                                                   dtype=np.uint8)}
+                                 out / "cameraman.png": np.asarray(cameraman, dtype=np.uint8),
+                                 out / "astronaut.png": np.asarray(astronaut, dtype=np.uint8)}
     if lfw_count:
         step = LFW_FACES // lfw_count
         for index, face in enumerate(lfw_faces(192)):

@@ -60,8 +60,9 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("  out p5..p95", _span(mouth["output_range"], ".3f")),
         ("eye opening: correlation", _format(eye["correlation"], ".2f")),
         ("  range ratio out/in", _format(eye["range_ratio"], ".2f")),
-        ("pose |in-out| deg y/p/r", "/".join(_format(pose[f"{a}_mean_abs_diff_deg"], ".1f")
-                                             for a in ("yaw", "pitch", "roll"))),
+        ("head pose in->out deg y/p/r", "/".join(_format(pose[f"{a}_mean_abs_diff_deg"], ".1f")
+                                                 for a in ("yaw", "pitch", "roll"))),
+        ("  whole rotation, deg", _format(pose["total_mean_abs_diff_deg"], ".1f")),
         ("sharpness out/in: median", _format(sharp["median_ratio"], ".2f")),
         ("  p10..p90", _span((sharp["p10_ratio"], sharp["p90_ratio"]), ".2f")),
         ("seam dE76 across the edge: mean", _format(seam["mean_delta_e"], ".1f")),
@@ -107,20 +108,22 @@ def summary_text(result: EvaluationResult) -> str:
     elif temporal.get("note"):
         lines.append(f"temporal stability: {temporal['note']}")
     else:
-        lines.append(f"temporal stability (still frame of {temporal['source']}, {temporal['frames']} frames, noise "
-                     f"{temporal['noise_sigma']:g}): change/frame in the face swap {temporal['swap_mean_change']:.2f}"
-                     f" vs echo {temporal['echo_mean_change']:.2f} grey levels (x{_format(temporal['ratio'], '.2f')})")
+        lines.append(f"temporal stability: a still frame of {temporal['source']} sent {temporal['frames']} times "
+                     f"with sensor noise {temporal['noise_sigma']:g}:")
+        lines.append(f"  mean change per frame inside the face, swap {temporal['swap_mean_change']:.2f} vs echo "
+                     f"{temporal['echo_mean_change']:.2f} grey levels (x{_format(temporal['ratio'], '.2f')})")
     judge = result.judge
     if judge is None:
         lines.append("identity: not judged (no --b sources)")
     else:
-        lines.append(f"identity judge: {judge['name']}; B: {judge['b_frames']} frames of "
-                     f"{', '.join(Path(p).name for p in judge['b_sources'])}; mediapipe box used for "
-                     f"{judge['used_mediapipe_box']} of {judge['described']} faces")
+        lines.append(f"identity judge: {judge['name']}")
+        lines.append(f"  B: {judge['b_frames']} frames of {', '.join(Path(p).name for p in judge['b_sources'])}; "
+                     f"dlib's finder missed {judge['used_mediapipe_box']} of {judge['described']} faces (given the "
+                     "mediapipe box)")
         unseparated = [s.source.name for s in result.sources if s.summary["identity"]["groups_separable"] == 0]
         if unseparated:
-            lines.append(f"  the judge cannot separate A from B on their own frames for {', '.join(unseparated)}: "
-                         "the identity figure is not meaningful there (n/m)")
+            lines.append(f"  n/m: the judge cannot separate A from B on their own frames for {', '.join(unseparated)}:")
+            lines.append("  the identity figure is not meaningful there")
     return "\n".join(lines) + "\n"
 
 

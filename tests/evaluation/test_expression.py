@@ -7,14 +7,33 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from evaluation.evaluate import FrameMeasurer, summarise
-from evaluation.face_measure import FaceMeasurer
+from evaluation.face_measure import FaceMeasurer, euler_angles, pose_difference
 from evaluation.sources import SourceFrame
 from evaluation.swap_runner import RenderedFrame
 from faces.detect import keypoints_from_mesh
 from faces.types import Face
 from tests.fixtures.evaluation import TalkingFrames
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """A head rotation in camera axes from angles signed as faces.synthetic.Pose."""
+    matrix, _ = cv2.Rodrigues(np.array([np.radians(-pitch), 0.0, 0.0]))
+    yawed, _ = cv2.Rodrigues(np.array([0.0, np.radians(-yaw), 0.0]))
+    rolled, _ = cv2.Rodrigues(np.array([0.0, 0.0, np.radians(roll)]))
+    return rolled @ yawed @ matrix
+
+
+def test_pose_difference_is_the_rotation_between_heads_not_of_euler_triplets() -> None:
+    head = _rotation(55.0, 12.0, 20.0)
+    assert pose_difference(head, head) == pytest.approx((0.0, 0.0, 0.0, 0.0), abs=1e-6)
+    turned = _rotation(10.0, 0.0, 0.0) @ head  # the same head turned 10 degrees more about the camera's y axis
+    yaw, pitch, roll, total = pose_difference(head, turned)
+    assert total == pytest.approx(10.0, abs=1e-6) and abs(yaw) == pytest.approx(10.0, abs=1e-6)
+    assert abs(pitch) < 1e-6 and abs(roll) < 1e-6
+    assert euler_angles(_rotation(5.0, -3.0, 2.0)) == pytest.approx((5.0, -3.0, 2.0), abs=1e-6)
 
 
 def _summary(measurer: FaceMeasurer, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, Any]:

@@ -64,7 +64,8 @@ def test_frame_change_counts_flicker(astronaut: np.ndarray, astronaut_regions: F
 
     still = [astronaut.copy() for _ in range(4)]
     assert mean_change(still, astronaut_regions.inner) == 0.0
-    calm, flickering = mean_change(noisy(2.0), astronaut_regions.inner), mean_change(noisy(6.0), astronaut_regions.inner)
+    inner = astronaut_regions.inner
+    calm, flickering = mean_change(noisy(2.0), inner), mean_change(noisy(6.0), inner)
     # |N(0, s) - N(0, s)| has mean 2 s / sqrt(pi); clipping at 0/255 trims a little.
     assert calm == pytest.approx(2 * 2.0 / np.sqrt(np.pi), rel=0.1)
     assert flickering > 2.5 * calm
