@@ -61,6 +61,8 @@ class EvaluateConfig:
             raise EvaluationError(f"--feather must be an integer in 0..{MAX_FEATHER} px, got {self.feather!r}")
         if self.detect_every is not None and self.detect_every < 1:
             raise EvaluationError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise EvaluationError(f"--out {self.out} is a file; give a folder for the report")
         if not (Path(self.models_dir) / "manifest.json").is_file():
             raise EvaluationError(f"--models {self.models_dir}: no manifest.json there "
                                   "(make one with `swapstream export`)")

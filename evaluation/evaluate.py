@@ -126,7 +126,7 @@ def _sample_crop(frame: Image, box: Floats) -> Image:
 
 
 class FrameMeasurer:
-    """Measures one (input, output) pair: mesh, regions, sharpness, seam, descriptors, sample crops."""
+    """Measures one (input, output) pair: mesh, regions, sharpness, seam, descriptors."""
 
     def __init__(self, measurer: FaceMeasurer, judge: IdentityJudge | None, face_size: int, feather: int) -> None:
         self.measurer = measurer
@@ -162,7 +162,7 @@ def evaluate_source(source: MediaSource, runner: SwapRunner, measure: FrameMeasu
     if config.max_frames and source.kind == "video":
         total = min(total, config.max_frames)
     records: list[FrameRecord] = []
-    samples: list[tuple[SourceFrame, RenderedFrame, Floats]] = []
+    samples: list[Sample] = []  # small crops of every frame with a face: whole frames would not fit long clips
     first_face: Image | None = None
     clip_run = None
     clip_name = None
@@ -179,7 +179,8 @@ def evaluate_source(source: MediaSource, runner: SwapRunner, measure: FrameMeasu
             record, box = measure.record(item, rendered)
             records.append(record)
             if box is not None:
-                samples.append((item, rendered, box))
+                samples.append(Sample(source.name, item.clip, item.index, _sample_crop(item.frame, box),
+                                      _sample_crop(rendered.output, box)))
                 if first_face is None:
                     first_face = item.frame
             progress.update(1)
@@ -189,9 +190,7 @@ def evaluate_source(source: MediaSource, runner: SwapRunner, measure: FrameMeasu
             clip_run.close()
     if not records:
         raise EvaluationError(f"source {source.path} has no frames")
-    chosen = [samples[round(i)] for i in np.linspace(0, len(samples) - 1, min(config.samples, len(samples)))]
-    kept = [Sample(source.name, item.clip, item.index, _sample_crop(item.frame, box),
-                   _sample_crop(rendered.output, box)) for item, rendered, box in chosen]
+    kept = [samples[round(i)] for i in np.linspace(0, len(samples) - 1, min(config.samples, len(samples)))]
     return SourceResult(source, records, kept), first_face
 
 
