@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "extract": Subcommand("training.extract", "detect and align faces from videos / image folders into a face set"),
     "train": Subcommand("training.cli", "train a face-swap model (train faces) or the digit model (train digits)"),
     "export": Subcommand("export.cli", "export training runs to ONNX (+TensorRT) with a manifest"),
+    "evaluate": Subcommand("evaluation.cli", "measure a swap model through the server's pipeline (docs/quality.md)"),
     "serve": Subcommand("stream_server.cli", "run the WebRTC face-swap server"),
     "triton": Subcommand("fleet.cli", "serve the exported models on a Triton Inference Server (PyTriton)"),
     "client": Subcommand("clients.python_client", "send a video file through the server and record the result"),

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.provenance",
     "tests.fixtures.triton",
+    "tests.fixtures.evaluation",
 ]

@@ -85,7 +85,7 @@ def test_media_servers_use_triton_and_scale_on_their_sessions() -> None:
     hpa = resources[("HorizontalPodAutoscaler", "swapstream-media")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "swapstream-media"
     metric = hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
-    assert f"# TYPE {metric} gauge" in ServerMetrics().render(), f"the media servers export no gauge {metric}"
+    assert f"# TYPE {metric} gauge" in ServerMetrics().render().decode(), f"the media servers export no gauge {metric}"
     adapter = yaml.safe_load(resources[("ConfigMap", "prometheus-adapter-swapstream")]["data"]["config.yaml"])
     assert adapter["rules"][0]["name"]["as"] == metric
 
