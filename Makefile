@@ -10,7 +10,7 @@ PORT   ?= 8080
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint demo-model bench browser clean help
+.PHONY: demo test lint demo-model bench system-programs clean help
 
 help:
 	@echo "make demo        install the server and serve models/demo on http://$(HOST):$(PORT)/"
@@ -31,12 +31,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install -q -e ".[train,dev]"
 	touch $@ $(VENV)/.installed-serve
 
-# The browser test drives Debian's chromium; playwright never downloads a browser here.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian chromium for the browser tests"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null \
-	  || echo "WARNING: could not install chromium: the browser tests will be skipped"; }
+# Debian programs the tests drive: chromium for the browser tests (playwright never downloads a browser here) and
+# haproxy to check deploy/'s load-balancer config. Tests that need a missing one skip and say why.
+SYSTEM_PROGRAMS := chromium haproxy
+system-programs:
+	@missing=""; for program in $(SYSTEM_PROGRAMS); do command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; } \
+	  || echo "WARNING: could not install$$missing: the tests that need them will be skipped"; \
+	fi
 
 demo: $(VENV)/.installed-serve
 	$(VENV)/bin/swapstream serve --models models/demo --host $(HOST) --port $(PORT)
@@ -45,7 +49,7 @@ demo: $(VENV)/.installed-serve
 lint: $(VENV)/.installed-dev
 	$(PY) -m mypy
 
-test: lint $(VENV)/.installed-dev browser
+test: lint $(VENV)/.installed-dev system-programs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Reproducible recipe for the bundled demo models, using only the project's own commands and data that ships

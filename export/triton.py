@@ -13,25 +13,29 @@ from pathlib import Path
 from export.errors import ExportError
 from swapstream.manifest import ModelEntry
 from swapstream.manifest_schema import TensorSpec
+from swapstream.triton_model import (
+    MAX_QUEUE_DELAY_US,
+    SHA256_PARAMETER,
+    TRITON_DATATYPES,
+    preferred_batch_sizes,
+)
+from swapstream.triton_model import triton_model_name as _name_of
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "onnxruntime_onnx"
-# How long Triton may hold a request to gather a batch: the same 2 ms bound the stream server's micro-batcher uses.
-MAX_QUEUE_DELAY_US = 2000
-_TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
-                  "uint8": "TYPE_UINT8"}
 
 
 def triton_model_name(entry: ModelEntry) -> str:
     """The repository folder (= Triton model name) of an entry: its name with anything but `[A-Za-z0-9_.-]` made `_`."""
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in entry.name)
+    return _name_of(entry.name)
 
 
 def _tensor_block(spec: TensorSpec) -> str:
-    dtype = _TRITON_DTYPES.get(spec.dtype)
-    if dtype is None:
+    datatype = TRITON_DATATYPES.get(spec.dtype)
+    if datatype is None:
         raise ExportError(f"Triton: no Triton data type for {spec.name}'s {spec.dtype}")
+    dtype = f"TYPE_{datatype}"
     if not isinstance(spec.shape[0], str):
         raise ExportError(f"Triton: {spec.name}'s first axis must be the batch axis, found {spec.shape[0]!r}")
     tail = spec.shape[1:]
@@ -42,9 +46,12 @@ def _tensor_block(spec: TensorSpec) -> str:
 
 
 def config_pbtxt(entry: ModelEntry, max_batch: int) -> str:
-    """The text-format ModelConfig of one entry (dims exclude the batch axis, as max_batch_size > 0 requires)."""
-    # no 1 here: a preferred size of 1 would send every lone request straight through, unbatched
-    preferred = sorted({size for size in (4, 8, 16, max_batch) if size <= max_batch})
+    """The text-format ModelConfig of one entry (dims exclude the batch axis, as max_batch_size > 0 requires).
+
+    The ONNX file's sha256 rides along as the `swapstream_sha256` parameter, which Triton reports in the model's
+    config, so a stream server can check that Triton serves the file its manifest names.
+    """
+    preferred = preferred_batch_sizes(max_batch)
     inputs = ",\n".join(_tensor_block(spec) for spec in entry.inputs)
     outputs = ",\n".join(_tensor_block(spec) for spec in entry.outputs)
     precision = "FP16" if entry.precision == "fp16" or entry.kind == "swap" else "FP32"
@@ -61,6 +68,7 @@ def config_pbtxt(entry: ModelEntry, max_batch: int) -> str:
         f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}\n"
         "}\n"
         "instance_group [\n  {\n    count: 1\n    kind: KIND_AUTO\n  }\n]\n"
+        f'parameters {{\n  key: "{SHA256_PARAMETER}"\n  value: {{ string_value: "{entry.sha256}" }}\n}}\n'
         "# on GPU instances, let ONNX Runtime hand the graph to TensorRT\n"
         "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
         f'      {{\n        name: "tensorrt"\n        parameters {{ key: "precision_mode" value: "{precision}" }}\n'

@@ -26,13 +26,22 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "extract": Subcommand("training.extract", "detect and align faces from videos / image folders into a face set"),
     "train": Subcommand("training.cli", "train a face-swap model (train faces) or the digit model (train digits)"),
     "export": Subcommand("export.cli", "export training runs to ONNX (+TensorRT) with a manifest"),
+    "evaluate": Subcommand("evaluation.cli", "measure a swap model through the server's pipeline (docs/quality.md)"),
     "serve": Subcommand("stream_server.cli", "run the WebRTC face-swap server"),
+    "triton": Subcommand("fleet.cli", "serve the exported models on a Triton Inference Server (PyTriton)"),
     "client": Subcommand("clients.python_client", "send a video file through the server and record the result"),
     "profile": Subcommand("clients.profile", "measure true round-trip latency against a running server"),
     "virtualcam": Subcommand("clients.virtualcam", "show the swapped stream as a virtual camera for video calls"),
     "keys": Subcommand("provenance.cli", "make a local test CA and C2PA signing certificate (keys init DIR)",
                        "keys_main"),
     "verify": Subcommand("provenance.cli", "check a recording's C2PA Content Credentials", "verify_main"),
+}
+
+
+# Packages the base install leaves out, and the extra that brings each.
+_EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "onnx", "onnxscript", "safetensors", "sklearn", "skimage"), "train"),
+    **dict.fromkeys(("pytriton", "tritonclient"), "triton"),
 }
 
 
@@ -62,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(sub.module)
     except ModuleNotFoundError as exc:
-        if exc.name in {"torch", "onnx", "onnxscript", "safetensors", "sklearn", "skimage"}:
+        missing = (exc.name or "").split(".")[0]
+        extra = _EXTRA_OF_MODULE.get(missing)
+        if extra is not None:
             print(
-                f"swapstream {args[0]}: needs the '{exc.name}' package, which the server install leaves out; "
-                "install the training extra: pip install -e '.[train]'",
+                f"swapstream {args[0]}: needs the '{missing}' package, which the server install leaves out; "
+                f"install the {extra} extra: pip install -e '.[{extra}]'",
                 file=sys.stderr,
             )
             return 2

@@ -10,6 +10,7 @@ SwapstreamError
  +-- export.errors.ExportError       ONNX / TensorRT conversion and parity
  +-- rtc.errors.RtcError             the receive path both ends share (jitter-buffer mode)
  +-- stream_server.errors.ServerError  ConfigError, ModelLoadError, SignalingError, ...
+ +-- fleet.errors.FleetError         `swapstream triton`: ports, Triton start-up and readiness
 
 Library code raises these; only the CLI (swapstream.cli) turns them into exit codes.
 """

@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.export",
     "tests.fixtures.server",
     "tests.fixtures.provenance",
+    "tests.fixtures.triton",
+    "tests.fixtures.evaluation",
 ]

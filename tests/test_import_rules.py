@@ -32,6 +32,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # from faces: the synthetic face as profiler input, probe_video/VideoInfo for --input files, and their errors
     "clients": frozenset({"swapstream", "rtc", "faces.synthetic", "faces.media", "faces.errors", "provenance"}),
     "provenance": frozenset({"swapstream"}),
+    # `swapstream triton` opens models with the server's own loaders, so both sides check files the same way
+    "fleet": frozenset({"swapstream", "stream_server.backends", "stream_server.errors"}),
+    # `swapstream evaluate` runs frames through the server's own stages (evaluation/swap_runner.py only); its
+    # photo writer lays out the real photos exactly as the demo recipe (training.real_photos) does
+    "evaluation": frozenset({"swapstream", "faces", "stream_server", "training.real_photos"}),
 }
 # Third-party packages of the train extra (pyproject.toml): the server install leaves them out.
 TRAIN_ONLY = frozenset({"torch", "onnx", "onnxscript", "safetensors", "sklearn", "skimage", "h5py"})

@@ -10,7 +10,7 @@ are imported only when a model is opened.
 from __future__ import annotations
 
 from stream_server.backends.base import InferenceBackend
-from stream_server.backends.loader import load_backend, load_models
+from stream_server.backends.loader import load_backend, load_manifest, load_models
 from stream_server.backends.onnx_runtime import CPU_EP, CUDA_EP, TENSORRT_EP, OnnxRuntimeBackend, available_providers
 from stream_server.backends.tensorrt_engine import TensorRTEngineBackend
 
@@ -23,5 +23,6 @@ __all__ = [
     "TensorRTEngineBackend",
     "available_providers",
     "load_backend",
+    "load_manifest",
     "load_models",
 ]

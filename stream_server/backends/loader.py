@@ -54,16 +54,21 @@ def load_backend(
                               intra_op_threads=intra_op_threads)
 
 
+def load_manifest(models_dir: str | Path) -> Manifest:
+    """`models_dir/manifest.json` read and checked, without opening any model; ModelLoadError names the file."""
+    try:
+        return read_manifest(models_dir)
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
 def load_models(models_dir: str | Path) -> tuple[Manifest, dict[str, InferenceBackend]]:
     """Read `models_dir/manifest.json` and open every model in it: the manifest and a backend per model name.
 
     Every problem is a ModelLoadError naming the file, raised here rather than at the first frame; backends
     opened before a failure are closed again.
     """
-    try:
-        manifest = read_manifest(models_dir)
-    except ManifestError as exc:
-        raise ModelLoadError(str(exc)) from exc
+    manifest = load_manifest(models_dir)
     backends: dict[str, InferenceBackend] = {}
     try:
         for entry in manifest.models:

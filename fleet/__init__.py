@@ -1,0 +1,6 @@
+"""An inference fleet for many media servers: `swapstream triton` serves the manifest's models on a real Triton
+Inference Server (through PyTriton), under the names and tensors `swapstream export --triton` gives them.
+
+Modules: config (the command's settings), model_files (the manifest and model files, the one place that reads
+them), bindings (manifest entry -> PyTriton model), server (start, readiness, stop), cli (the command).
+"""
