@@ -43,17 +43,35 @@ def _gaussian_taps(size: int, sigma: float, device: torch.device, dtype: torch.d
     return g / g.sum()
 
 
+def gaussian_blur_matrix(size: int, window_size: int, sigma: float, device: torch.device,
+                         dtype: torch.dtype) -> torch.Tensor:
+    """(size, size) matrix B such that B @ v is v blurred by a `window_size`-tap Gaussian with reflect padding.
+
+    The blur is separable and linear, so a blur of (..., H, W) images is B_H @ images @ B_W.T: two matrix products,
+    several times faster on the CPU (forward and backward) than padding plus two depthwise convolutions.
+    """
+    pad = window_size // 2
+    if pad >= size:
+        raise ValueError(f"a {window_size}-tap window needs images larger than {pad} px, got {size}")
+    taps = _gaussian_taps(window_size, sigma, device, dtype)
+    rows = torch.arange(size, device=device)
+    matrix = torch.zeros(size, size, device=device, dtype=dtype)
+    for k in range(window_size):
+        source = rows + k - pad
+        # reflect padding (as F.pad mode="reflect"): -1 -> 1, size -> size - 2
+        source = torch.where(source < 0, -source, source)
+        source = torch.where(source >= size, 2 * (size - 1) - source, source)
+        matrix.index_put_((rows, source), taps[k].expand(size), accumulate=True)
+    return matrix
+
+
 def ssim_map(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM of two (N,C,H,W) images in [0,1], averaged over channels -> (N,1,H,W)."""
     channels = x.shape[1]
-    taps = _gaussian_taps(window_size, sigma, x.device, x.dtype)
-    # the Gaussian is separable: a row pass then a column pass is ~window_size/2 times cheaper than 2-D
-    row = taps.view(1, 1, 1, -1).expand(channels * 5, 1, 1, window_size).contiguous()
-    col = taps.view(1, 1, -1, 1).expand(channels * 5, 1, window_size, 1).contiguous()
-    pad = window_size // 2
+    blur_h = gaussian_blur_matrix(x.shape[2], window_size, sigma, x.device, x.dtype)
+    blur_w = gaussian_blur_matrix(x.shape[3], window_size, sigma, x.device, x.dtype)
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    blurred = F.conv2d(F.pad(stacked, (pad, pad, 0, 0), mode="reflect"), row, groups=channels * 5)
-    blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode="reflect"), col, groups=channels * 5)
+    blurred = blur_h @ stacked @ blur_w.T
     mu_x, mu_y, xx, yy, xy = blurred.split(channels, dim=1)
 
     c1, c2 = 0.01**2, 0.03**2

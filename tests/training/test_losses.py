@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from swapstream.cli import main as swapstream_main
-from training.losses import LossWeights, face_losses, image_gradients, masked_edge_l1
+from training.losses import LossWeights, face_losses, gaussian_blur_matrix, image_gradients, masked_edge_l1, ssim_map
 
 
 def _stripes(size: int = 16) -> torch.Tensor:
@@ -68,3 +68,25 @@ def test_negative_loss_weights_are_named(flag: str, tmp_path: Path, capsys: pyte
         swapstream_main(argv)
     assert info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_ssim_by_blur_matrices_equals_padded_depthwise_convolution() -> None:
+    """The matrix form of the Gaussian window is the textbook one (reflect padding, separable 11-tap Gaussian)."""
+    torch.manual_seed(1)
+    x, y = torch.rand(2, 3, 40, 56), torch.rand(2, 3, 40, 56)
+    taps = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    taps = taps / taps.sum()
+    stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    padded = torch.nn.functional.pad(stacked, (5, 5, 5, 5), mode="reflect")
+    row, col = taps.view(1, 1, 1, 11).repeat(15, 1, 1, 1), taps.view(1, 1, 11, 1).repeat(15, 1, 1, 1)
+    blurred = torch.nn.functional.conv2d(torch.nn.functional.conv2d(padded, row, groups=15), col, groups=15)
+    mu_x, mu_y, xx, yy, xy = blurred.split(3, dim=1)
+    c1, c2 = 0.01**2, 0.03**2
+    expected = ((2 * mu_x * mu_y + c1) * (2 * (xy - mu_x * mu_y) + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (xx - mu_x**2 + yy - mu_y**2 + c2))
+    torch.testing.assert_close(ssim_map(x, y), expected.mean(dim=1, keepdim=True), rtol=0, atol=1e-5)
+    torch.testing.assert_close(ssim_map(x, x), torch.ones(2, 1, 40, 56), rtol=0, atol=1e-5)
+    blur = gaussian_blur_matrix(40, 11, 1.5, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(blur.sum(dim=1), torch.ones(40), rtol=0, atol=1e-6)  # a flat image stays flat
+    with pytest.raises(ValueError, match="larger than 5 px"):
+        gaussian_blur_matrix(4, 11, 1.5, torch.device("cpu"), torch.float32)
