@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from numpy.typing import NDArray
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
@@ -289,7 +290,7 @@ def many_video_sections(sdp: str, count: int) -> str:
 class StallingTrack(NumberedVideoTrack):
     """A numbered track that sends `stall_after` frames and then never another (the peer stays connected)."""
 
-    def __init__(self, frames: list[np.ndarray], fps: float, stall_after: int) -> None:
+    def __init__(self, frames: list[NDArray[np.uint8]], fps: float, stall_after: int) -> None:
         super().__init__(frames, fps)
         self._stall_after = stall_after
         self._never = asyncio.Event()
@@ -300,7 +301,7 @@ class StallingTrack(NumberedVideoTrack):
         return await super().recv()
 
 
-def gradient_frames(width: int, height: int, count: int = 4) -> list[np.ndarray]:
+def gradient_frames(width: int, height: int, count: int = 4) -> list[NDArray[np.uint8]]:
     """Smooth RGB frames (cheap for VP8, unlike noise) that differ from one another."""
     ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
     column = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]

@@ -168,7 +168,7 @@ async def test_delete_whip_does_not_end_an_offer_session() -> None:
                         status, content_type = response.status, response.content_type
                         error = (await response.json())["error"] if content_type == "application/json" else ""
                 seen = peer.received.count
-                flowing = await wait_for(lambda: peer.received.count >= seen + 5, 10)
+                flowing = await wait_for(lambda: peer.received.count >= seen + 5, 6)
             assert status == 404 and "whip" in error.lower(), (status, error)
             assert _sessions(server) == 1 and flowing, "the /offer session was ended by DELETE /whip"
         finally:
@@ -205,7 +205,7 @@ async def test_slow_loris_bodies_get_408_and_do_not_hold_the_server() -> None:
                     await raw.send(b'{"sdp": "v=0')
 
                 async def trickle_then_answer(raw: RawHttp) -> RawResponse | None:
-                    for _ in range(8):  # one byte a second, for longer than the body timeout
+                    for _ in range(5):  # one byte a second, for longer than the body timeout
                         try:
                             await raw.send(b" ")
                         except ConnectionError:
