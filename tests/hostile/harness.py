@@ -20,7 +20,7 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,7 @@ from av import VideoFrame
 
 from stream_server.config import ServerConfig
 from tests.fixtures.server import RunningServer, start_server
-from tests.stream_server.peer import NumberedVideoTrack
+from tests.stream_server.peer import NumberedVideoTrack, OfferPeer, open_offer_peer
 
 # ServerConfig fields (and their `swapstream serve` flags) that issue 13 adds, with the proposed defaults.
 PROPOSED_FIELDS: dict[str, tuple[str, object]] = {
@@ -89,6 +89,17 @@ def serving(**fields: Any) -> Iterator[RunningServer]:
             with contextlib.suppress(TimeoutError):
                 server.call(close_leaked, timeout=5.0)
         server.stop()
+
+
+@contextlib.asynccontextmanager
+async def offer_peer(base_url: str, frames: list[NDArray[np.uint8]], fps: float,
+                     **options: Any) -> AsyncIterator[OfferPeer]:
+    """`open_offer_peer` for the length of a block: the peer is closed however the block ends."""
+    peer = await open_offer_peer(base_url, frames, fps, **options)
+    try:
+        yield peer
+    finally:
+        await peer.close()
 
 
 class HealthProbe:

@@ -20,6 +20,7 @@ from tests.hostile.harness import (
     StallingTrack,
     frames_held_by_outgoing_tracks,
     gradient_frames,
+    offer_peer,
     offer_sdp,
     open_face_detectors,
     serving,
@@ -61,8 +62,7 @@ async def _options_round_trip(peer: OfferPeer, feather: int, timeout_s: float = 
                           "(four of them block the server); fixed in phase 2 (--idle-timeout)", strict=True)
 async def test_a_peer_that_connects_and_sends_no_frame_is_closed_after_the_idle_timeout() -> None:
     with serving(pipeline="echo", max_sessions=1, idle_timeout_s=2.0) as server:
-        peer = await open_offer_peer(server.url, FRAMES, 10, source=StallingTrack(FRAMES, 10, stall_after=0))
-        try:
+        async with offer_peer(server.url, FRAMES, 10, source=StallingTrack(FRAMES, 10, stall_after=0)) as peer:
             with HealthProbe(server.url) as health:
                 assert await wait_for(lambda: peer.pc.connectionState == "connected", 20)
                 closed = await wait_for(lambda: _sessions(server) == 0, 2.0 + 5.0)
@@ -71,8 +71,6 @@ async def test_a_peer_that_connects_and_sends_no_frame_is_closed_after_the_idle_
             second = await open_offer_peer(server.url, FRAMES, 10)  # the place is usable again
             assert await wait_for(lambda: second.received.count >= 2, 20)
             await second.close()
-        finally:
-            await peer.close()
         health.assert_responsive()
 
 
@@ -81,15 +79,12 @@ async def test_a_peer_that_connects_and_sends_no_frame_is_closed_after_the_idle_
 async def test_a_peer_that_stops_sending_mid_stream_is_closed_after_the_idle_timeout() -> None:
     with serving(pipeline="echo", disclosure_mark=False, idle_timeout_s=2.0) as server:
         # 40 frames at 10 fps: the session lives twice the idle timeout while it streams, then the sender freezes.
-        peer = await open_offer_peer(server.url, FRAMES, 10, source=StallingTrack(FRAMES, 10, stall_after=40))
-        try:
+        async with offer_peer(server.url, FRAMES, 10, source=StallingTrack(FRAMES, 10, stall_after=40)) as peer:
             with HealthProbe(server.url) as health:
                 assert await wait_for(lambda: peer.received.count >= 30, 30), "frames did not come back"
                 assert _sessions(server) == 1, "a streaming session was closed as idle"
                 closed = await wait_for(lambda: _sessions(server) == 0, 2.0 + 5.0)
             assert closed, "the session of a peer that stopped sending was never closed"
-        finally:
-            await peer.close()
         health.assert_responsive()
 
 
@@ -102,14 +97,11 @@ async def _oversized_frames_answered(width: int, height: int, max_pixels: int | 
         fields["max_pixels"] = max_pixels
     with serving(**fields) as server:
         frames = gradient_frames(width, height, count=2)
-        peer = await open_offer_peer(server.url, frames, 5)
-        try:
+        async with offer_peer(server.url, frames, 5) as peer:
             with HealthProbe(server.url) as health:
                 await _channel_open(peer)
                 told = await wait_for(lambda: any("max-pixels" in e for e in _errors(peer)), wait_s)
             returned = [rgb.shape[0] * rgb.shape[1] for rgb in peer.received.frames.values()]
-        finally:
-            await peer.close()
         assert told, f"no control message naming --max-pixels; messages: {peer.messages[-3:]}"
         assert all(pixels <= limit for pixels in returned), f"frames over the limit came back: {set(returned)}"
         health.assert_responsive()
@@ -133,14 +125,11 @@ async def test_a_resolution_change_on_every_frame_keeps_the_session_serving() ->
     sizes = [(320, 240), (352, 288), (640, 360), (240, 320), (322, 242)]
     frames = [gradient_frames(w, h, count=1)[0] for w, h in sizes]
     with serving(pipeline="echo", disclosure_mark=False) as server:
-        peer = await open_offer_peer(server.url, frames, 10)
-        try:
+        async with offer_peer(server.url, frames, 10) as peer:
             with HealthProbe(server.url) as health:
                 assert await wait_for(lambda: len({f.shape for f in peer.received.frames.values()}) == len(sizes), 30), \
                     {f.shape for f in peer.received.frames.values()}
                 assert await _still_streaming(peer, frames=10)
-        finally:
-            await peer.close()
         for index, rgb in peer.received.frames.items():
             assert rgb.shape == frames[index % len(frames)].shape, "a frame came back at another frame's size"
         assert not _errors(peer)
@@ -153,8 +142,7 @@ async def test_a_resolution_change_on_every_frame_keeps_the_session_serving() ->
                           "kills the session's channel and media; fixed in phase 2", strict=True)
 async def test_deep_json_on_the_control_channel_gets_an_error_and_the_session_lives() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
-        peer = await open_offer_peer(server.url, FRAMES, 10)
-        try:
+        async with offer_peer(server.url, FRAMES, 10) as peer:
             await _channel_open(peer)
             with HealthProbe(server.url) as health:
                 peer.channel.send("[" * 50_000)  # under aiortc's 256 KiB message limit
@@ -162,8 +150,6 @@ async def test_deep_json_on_the_control_channel_gets_an_error_and_the_session_li
                 assert "JSON" in _errors(peer)[0], _errors(peer)
                 assert await _still_streaming(peer), "media stopped after a deep JSON control message"
                 assert await _options_round_trip(peer, 7, timeout_s=10), "the control channel stopped answering"
-        finally:
-            await peer.close()
         health.assert_responsive()
 
 
@@ -171,8 +157,7 @@ async def test_deep_json_on_the_control_channel_gets_an_error_and_the_session_li
 async def test_a_flood_of_ten_thousand_control_messages_leaves_the_session_working() -> None:
     """Passes on the old code too (every message is answered; ~30 s of SCTP work for both ends)."""
     with serving(pipeline="echo", disclosure_mark=False) as server:
-        peer = await open_offer_peer(server.url, FRAMES, 10)
-        try:
+        async with offer_peer(server.url, FRAMES, 10) as peer:
             await _channel_open(peer)
             with HealthProbe(server.url) as health:
                 for index in range(10_000):
@@ -181,8 +166,6 @@ async def test_a_flood_of_ten_thousand_control_messages_leaves_the_session_worki
                 await asyncio.sleep(1.0)
                 options = await _options_round_trip(peer, 63, timeout_s=60)
                 streaming = await _still_streaming(peer)
-        finally:
-            await peer.close()
         assert options and streaming, "the session stopped answering after the flood"
         health.assert_responsive()
 
@@ -193,8 +176,7 @@ async def test_a_flood_of_ten_thousand_control_messages_leaves_the_session_worki
                           "limit before json.loads); fixed in phase 2", strict=True)
 async def test_a_ten_megabyte_control_message_is_refused_unparsed() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
-        peer = await open_offer_peer(server.url, FRAMES, 10)
-        try:
+        async with offer_peer(server.url, FRAMES, 10) as peer:
             await _channel_open(peer)
             # A hostile peer ignores the max-message-size the server's SDP advertises.
             assert peer.pc.sctp is not None
@@ -204,8 +186,6 @@ async def test_a_ten_megabyte_control_message_is_refused_unparsed() -> None:
                 peer.channel.send(message)
                 answered = await wait_for(lambda: bool(_errors(peer)), 300)
                 streaming = await _still_streaming(peer)
-        finally:
-            await peer.close()
         assert answered, "no answer to a 10 MB control message"
         error = _errors(peer)[0]
         assert "unknown option" not in error and ("bytes" in error or "large" in error), error
@@ -220,8 +200,7 @@ async def test_a_ten_megabyte_control_message_is_refused_unparsed() -> None:
 async def test_frames_are_not_copied_for_viewers_whose_encoder_never_asks() -> None:
     width, height = 640, 480
     with serving(pipeline="echo", disclosure_mark=False, connect_timeout_s=60.0) as server:
-        peer = await open_offer_peer(server.url, gradient_frames(width, height), 10)
-        try:
+        async with offer_peer(server.url, gradient_frames(width, height), 10) as peer:
             assert await wait_for(lambda: peer.received.count >= 3, 20)
             sdp = await offer_sdp()
             with HealthProbe(server.url) as health:
@@ -230,8 +209,6 @@ async def test_frames_are_not_copied_for_viewers_whose_encoder_never_asks() -> N
                     assert status == 201, text
                 assert await _still_streaming(peer, frames=10)
                 held = await server.acall(lambda: _held_frames(width))
-        finally:
-            await peer.close()
         # One processed frame shared by every waiting track (a copy is made only for an encoder that asks).
         assert held <= 2, f"{held} copies of the newest frame wait for 8 subscribers"
         health.assert_responsive()
@@ -249,10 +226,9 @@ async def _held_frames(width: int) -> int:
 async def test_frame_errors_keep_being_logged_at_a_limited_rate(tiny_models_dir: object, server_clip: Clip,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     with serving(pipeline="swap", models_dir=tiny_models_dir) as server:
-        peer = await open_offer_peer(server.url, server_clip.frames, server_clip.fps)
         batcher = server.state.batcher
         assert batcher is not None
-        try:
+        async with offer_peer(server.url, server_clip.frames, server_clip.fps) as peer:
             assert await wait_for(lambda: peer.received.count >= 5, 30)
 
             def broken_model(*args: Any, **kwargs: Any) -> Any:
@@ -265,8 +241,6 @@ async def test_frame_errors_keep_being_logged_at_a_limited_rate(tiny_models_dir:
             with HealthProbe(server.url) as health:
                 await asyncio.sleep(7.5)
             del batcher.infer
-        finally:
-            await peer.close()
         failures = [r.created - start for r in caplog.records
                     if r.name.startswith("stream_server") and "injected inference failure" in r.getMessage()
                     + str(r.exc_text or "")]
@@ -285,8 +259,7 @@ async def test_a_teardown_that_fails_half_way_still_frees_detector_and_batcher(t
                                                                               server_clip: Clip) -> None:
     with serving(pipeline="swap", models_dir=tiny_models_dir) as server:
         detectors_before = open_face_detectors()
-        peer = await open_offer_peer(server.url, server_clip.frames, server_clip.fps)
-        try:
+        async with offer_peer(server.url, server_clip.frames, server_clip.fps) as peer:
             assert await wait_for(lambda: peer.received.count >= 5, 30)
             assert open_face_detectors() == detectors_before + 1
             session = next(iter(server.state.registry))
@@ -297,8 +270,6 @@ async def test_a_teardown_that_fails_half_way_still_frees_detector_and_batcher(t
                 raise RuntimeError("injected teardown failure")
 
             session.pc.close = failing_close
-        finally:
-            await peer.close()
         with HealthProbe(server.url) as health:
             assert await wait_for(lambda: _sessions(server) == 0, 15)
             await server.acall(lambda: server.state.registry.settle())

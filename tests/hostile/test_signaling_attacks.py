@@ -20,11 +20,12 @@ from tests.hostile.harness import (
     RawResponse,
     gradient_frames,
     many_video_sections,
+    offer_peer,
     offer_sdp,
     open_peer_connections,
     serving,
 )
-from tests.stream_server.peer import open_offer_peer, open_whip_publisher, post_sdp, wait_for
+from tests.stream_server.peer import open_whip_publisher, post_sdp, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -159,8 +160,7 @@ async def test_deep_json_and_huge_numbers_get_a_json_400(tiny_models_dir: object
 @pytest.mark.xfail(reason="issue 13: DELETE /whip/<id> also ends /offer sessions; fixed in phase 2", strict=True)
 async def test_delete_whip_does_not_end_an_offer_session() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
-        peer = await open_offer_peer(server.url, FRAMES, 10)
-        try:
+        async with offer_peer(server.url, FRAMES, 10) as peer:
             assert await wait_for(lambda: peer.received.count >= 3, 20)
             with HealthProbe(server.url) as health:
                 async with aiohttp.ClientSession() as http:
@@ -171,8 +171,6 @@ async def test_delete_whip_does_not_end_an_offer_session() -> None:
                 flowing = await wait_for(lambda: peer.received.count >= seen + 5, 6)
             assert status == 404 and "whip" in error.lower(), (status, error)
             assert _sessions(server) == 1 and flowing, "the /offer session was ended by DELETE /whip"
-        finally:
-            await peer.close()
         health.assert_responsive()
 
 
