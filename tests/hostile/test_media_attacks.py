@@ -7,6 +7,7 @@ Each test asserts the server's answer and that /healthz kept answering within 10
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -155,7 +156,9 @@ async def test_deep_json_on_the_control_channel_gets_an_error_and_the_session_li
 
 @pytest.mark.slow
 async def test_a_flood_of_ten_thousand_control_messages_leaves_the_session_working() -> None:
-    """Passes on the old code too (every message is answered; ~30 s of SCTP work for both ends)."""
+    """Passes on the old code too, but only eventually: every message is answered (~30 s of SCTP work for both
+    ends) and the session's incoming video stalls for 0.3-12 s (varies run to run) while the loop does that work.
+    Once control messages are rate-limited, tighten this to "frames keep coming back during the flood"."""
     with serving(pipeline="echo", disclosure_mark=False) as server:
         async with offer_peer(server.url, FRAMES, 10) as peer:
             await _channel_open(peer)
@@ -165,8 +168,9 @@ async def test_a_flood_of_ten_thousand_control_messages_leaves_the_session_worki
                 await wait_for(lambda: peer.channel.bufferedAmount == 0, 60)
                 await asyncio.sleep(1.0)
                 options = await _options_round_trip(peer, 63, timeout_s=60)
-                streaming = await _still_streaming(peer)
-        assert options and streaming, "the session stopped answering after the flood"
+                streaming = await _still_streaming(peer, timeout_s=30)
+        assert options, "the control channel stopped answering after the flood"
+        assert streaming, "no video came back within 30 s of the flood"
         health.assert_responsive()
 
 
@@ -181,7 +185,8 @@ async def test_a_ten_megabyte_control_message_is_refused_unparsed() -> None:
             # A hostile peer ignores the max-message-size the server's SDP advertises.
             assert peer.pc.sctp is not None
             peer.pc.sctp._remote_max_message_size = 0
-            message = json.dumps({"type": "options", "pad": [0] * (5 * 1024 * 1024)})  # 10 MB, 5 M numbers
+            # 10 MB of 5 M numbers: costly to parse, and an option the server does not know.
+            message = json.dumps({"type": "options", "pad": [0] * (5 * 1024 * 1024)}, separators=(",", ":"))
             with HealthProbe(server.url) as health:
                 peer.channel.send(message)
                 answered = await wait_for(lambda: bool(_errors(peer)), 300)
@@ -217,6 +222,14 @@ async def test_frames_are_not_copied_for_viewers_whose_encoder_never_asks() -> N
 async def _held_frames(width: int) -> int:
     """Run on the server's loop, so nothing moves while its objects are walked."""
     return frames_held_by_outgoing_tracks(width)
+
+
+async def _collect_garbage() -> None:
+    """On the server's thread: finalize dead tasks now, so asyncio logs "exception never retrieved" (with a
+    traceback) there and then, not while pytest formats this test's failure: CPython 3.11 shares the ast module's
+    recursion counter between threads, and two tracebacks formatted at once can fail with SystemError."""
+    gc.collect()
+    await asyncio.sleep(0.5)
 
 
 # -- errors and teardown inside a session -----------------------------------------------------------------------------
@@ -273,7 +286,7 @@ async def test_a_teardown_that_fails_half_way_still_frees_detector_and_batcher(t
         with HealthProbe(server.url) as health:
             assert await wait_for(lambda: _sessions(server) == 0, 15)
             await server.acall(lambda: server.state.registry.settle())
-            await asyncio.sleep(1.0)
+            await server.acall(_collect_garbage)
         batcher = server.state.batcher
         assert batcher is not None and batcher.live_sessions == 0, "the batcher still counts the session"
         assert open_face_detectors() == detectors_before, "the session's detector was never closed"
