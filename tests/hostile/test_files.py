@@ -11,12 +11,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from stream_server.backends.onnx_runtime import provider_options
 from stream_server.config import ServerConfig
 from swapstream.errors import SwapstreamError
+from swapstream.manifest import ModelEntry, read_manifest
 from tests.fixtures.server import write_tiny_models
 
 TENSORRT_EP = "TensorrtExecutionProvider"
@@ -38,8 +39,6 @@ def _tiny_models_with_file(folder: Path, name: str, file_for: Callable[[Path], s
     return models
 
 
-@pytest.mark.xfail(reason="issue 13: manifest `file` entries may contain `..` or absolute paths; fixed by the "
-                          "architecture issue (files must stay inside the models folder)", strict=True)
 @pytest.mark.parametrize("where", ["dot-dot", "absolute"])
 def test_manifest_files_outside_the_models_folder_are_refused(tmp_path: Path, where: str) -> None:
     from stream_server.app import create_app
@@ -57,25 +56,12 @@ def test_manifest_files_outside_the_models_folder_are_refused(tmp_path: Path, wh
     assert "swap_a2b.onnx" in message and "models" in message, message
 
 
-def _tensorrt_provider_options() -> Callable[[Any, str], Any]:
-    """The function that gives ONNX Runtime its TensorRT options (it moves in the architecture issue)."""
-    try:
-        from stream_server.backends.onnx_runtime import provider_options  # type: ignore[import-not-found]
-    except ImportError:
-        from stream_server.inference import _provider_options as provider_options
-    return provider_options  # type: ignore[no-any-return]
-
-
-def _swap_entry(models_dir: Path) -> Any:
-    try:
-        from swapstream.manifest import read_manifest  # type: ignore[import-not-found]
-    except ImportError:
-        from stream_server.inference import load_manifest as read_manifest
+def _swap_entry(models_dir: Path) -> ModelEntry:
     return next(e for e in read_manifest(models_dir).models if e.kind == "swap")
 
 
-def _cache_path(entry: Any) -> Path:
-    choice = _tensorrt_provider_options()(entry, TENSORRT_EP)
+def _cache_path(entry: ModelEntry) -> Path:
+    choice = provider_options(entry, TENSORRT_EP)
     provider, options = choice
     assert provider == TENSORRT_EP
     assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"]
