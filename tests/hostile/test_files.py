@@ -10,6 +10,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 from pathlib import Path
 
 import pytest
