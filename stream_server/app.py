@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from stream_server import api, signaling
+from stream_server import api, digits_api, signaling
 from stream_server.batching import InferenceBatcher
 from stream_server.config import ServerConfig
 from stream_server.errors import ModelLoadError, ServerError, SignalingError
@@ -149,6 +149,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[STATE_KEY] = state
     signaling.add_routes(app)
     api.add_routes(app)
+    digits_api.add_routes(app)
     _add_page_routes(app, state)
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
