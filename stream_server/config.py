@@ -157,7 +157,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=_env(environ, "PORT", 8080, int), help="TCP port (default 8080)")
     parser.add_argument("--token", default=_env(environ, "TOKEN", None),
-                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip and /whep (SWAPSTREAM_TOKEN)")
+                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip, /whep and /api/digits "
+                             "(SWAPSTREAM_TOKEN)")
     parser.add_argument("--max-sessions", type=int, default=_env(environ, "MAX_SESSIONS", 4, int),
                         help="most live sessions; more get HTTP 503 (default 4)")
     parser.add_argument("--pipeline", choices=("swap", "echo"), default=_env(environ, "PIPELINE", "swap"),

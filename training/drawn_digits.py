@@ -21,9 +21,10 @@ import numpy as np
 from training.digit_pad import DIGIT_SIDE, PAD_SIDE, strokes_to_digit
 from training.errors import DatasetError
 
-SAMPLE_SPACING = 0.012
-"""Largest step between neighbouring points of an expanded path, as a share of the pad (3.4 px): the pointer
-positions the browser test sends, and the polyline the trainer renders."""
+SAMPLE_SPACING = 0.024
+"""Largest step between neighbouring points of an expanded path, as a share of the pad (6.7 px): the pointer
+positions the browser test sends, and the polyline the trainer renders. A mouse reports about one position per
+frame, 8-12 px apart when a digit is drawn in a second."""
 _MARGIN = 0.05
 
 
