@@ -2,10 +2,11 @@
 
 A scikit-learn scan (8x8, thick and blurry) is upsampled to 32x32, thresholded and thinned to a one-pixel
 skeleton; the skeleton's pixels become the nodes of a stroke graph (neighbouring pixels joined). Each variant
-moves the nodes by a smooth random (elastic) displacement, rotates, slants and stretches them, places the digit
-at a random size and position on the 280x280 pad, draws the graph at about the pad's line width, and reduces
-the pad to 16x16 with `training.digit_pad.reduce_pad`, the page's own reduction. Everything follows from the
-seed.
+moves the nodes by a smooth random (elastic) displacement, moves the digit's middle up or down, rotates, slants
+and stretches it, puts serifs on some stroke ends, places it at a random size and position on the 280x280 pad,
+draws the graph at about the pad's line width, and reduces the pad to 16x16 with
+`training.digit_pad.reduce_pad`, the page's own reduction. Everything follows from the seed. The ranges and
+how they were chosen are in docs/training.md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PadJitter:
     elastic: float = 0.035
     """Standard deviation of the smooth random displacement, as a share of the digit's box."""
     rotation_deg: float = 8.0
+    """Largest rotation, both ways."""
     balance: float = 0.7
     """Moves the digit's middle up or down by up to balance/4 of its height (a bigger top or bottom half)."""
     slant: float = 0.35

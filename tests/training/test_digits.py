@@ -55,7 +55,8 @@ def test_mlp_reaches_95_percent_on_the_scans(tiny_digits_run: Path) -> None:
         assert image is not None and image.shape[0] > 200 and image.std() > 10, plot
     confusion = np.array(metrics["confusion"])
     assert confusion.shape == (10, 10) and confusion.sum() == metrics["n_test"]
-    assert metrics["train_loss"][-1] < metrics["train_loss"][0] / 5
+    # the distorted pad-like drawings keep the training loss higher than the scans alone did (/5 there)
+    assert metrics["train_loss"][-1] < metrics["train_loss"][0] / 3
     drawn = np.array(metrics["drawn_confusion"])
     assert drawn.shape == (10, 10) and drawn.sum() == metrics["n_drawn"] == 150
 
