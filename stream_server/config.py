@@ -77,6 +77,9 @@ class ServerConfig:
     max_batch: int = 16
     stats_interval_s: float = 1.0
     connect_timeout_s: float = 20.0
+    digits_corrections_dir: Path | None = None
+    """Where POST /api/digits/corrections stores corrected digits (None: not stored)."""
+    digits_corrections_limit: int = 10_000
     default_options: SessionOptions = field(default_factory=SessionOptions)
 
     def __post_init__(self) -> None:
@@ -110,6 +113,11 @@ class ServerConfig:
             raise ConfigError(f"--connect-timeout must be in 1..300 s, got {self.connect_timeout_s}")
         if self.stats_interval_s <= 0:
             raise ConfigError(f"stats interval must be > 0, got {self.stats_interval_s}")
+        if self.digits_corrections_dir is not None and Path(self.digits_corrections_dir).exists() \
+                and not Path(self.digits_corrections_dir).is_dir():
+            raise ConfigError(f"--digits-corrections {self.digits_corrections_dir} is not a folder")
+        if self.digits_corrections_limit < 1:
+            raise ConfigError(f"digits corrections limit must be >= 1, got {self.digits_corrections_limit}")
 
     @property
     def url(self) -> str:
@@ -152,7 +160,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=_env(environ, "PORT", 8080, int), help="TCP port (default 8080)")
     parser.add_argument("--token", default=_env(environ, "TOKEN", None),
-                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip and /whep (SWAPSTREAM_TOKEN)")
+                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip, /whep and /api/digits "
+                             "(SWAPSTREAM_TOKEN)")
     parser.add_argument("--max-sessions", type=int, default=_env(environ, "MAX_SESSIONS", 4, int),
                         help="most live sessions; more get HTTP 503 (default 4)")
     parser.add_argument("--pipeline", choices=PIPELINE_MODES, default=_env(environ, "PIPELINE", "swap"),
@@ -175,6 +184,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="longest wait for other sessions' faces to batch together, <= 2 ms (default 2)")
     parser.add_argument("--connect-timeout", type=float, default=_env(environ, "CONNECT_TIMEOUT", 20.0, float),
                         help="seconds a new peer has to connect before its session is freed (default 20)")
+    parser.add_argument("--digits-corrections", metavar="DIR", default=_env(environ, "DIGITS_CORRECTIONS", None),
+                        help="store the digits the Digits tab's users correct in DIR, for `swapstream train digits "
+                             "--data DIR` (off by default; SWAPSTREAM_DIGITS_CORRECTIONS)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
@@ -211,5 +223,6 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         workers=args.workers,
         batch_wait_ms=args.batch_wait_ms,
         connect_timeout_s=args.connect_timeout,
+        digits_corrections_dir=Path(args.digits_corrections) if args.digits_corrections else None,
         default_options=defaults,
     )

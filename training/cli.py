@@ -45,15 +45,26 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
 
 def _digits_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("digits", help="train the 16x16 digit model (MLP or small CNN)",
-                       description="Train the digit model: 256 inputs -> 10 logits, cross-entropy.")
+                       description="Train the digit model: 256 inputs -> 10 logits, cross-entropy, on the scans "
+                                   "and pad-like drawings of them; scored on the scans' held-out quarter and on "
+                                   "the drawn set.")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, confusion.png, loss_curve.png)")
     p.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="mlp (default) or cnn")
     p.add_argument("--data", type=Path, default=None,
-                   help="USPS data: usps.h5 (train/test groups) or a libsvm text file; default: scikit-learn digits")
+                   help="USPS data (usps.h5 with train/test groups, or a libsvm text file) instead of scikit-learn's "
+                        "digits; or a folder of corrections (from `swapstream serve --digits-corrections DIR`) "
+                        "to add to scikit-learn's digits")
     p.add_argument("--test-data", type=Path, default=None, help="libsvm test file to go with --data")
-    p.add_argument("--epochs", type=int, default=None, help="default 60 (mlp) / 30 (cnn)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this digits run's weights (fine-tune; --arch must match)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 30 (mlp) / 20 (cnn); 10 with --init")
     p.add_argument("--batch", type=int, default=64, help="mini-batch size (default 64)")
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    p.add_argument("--pad-variants", type=int, default=8,
+                   help="pad-like drawings rendered from each training scan (default 8; 0: scans only)")
+    p.add_argument("--correction-repeat", type=int, default=20,
+                   help="times each --data correction is repeated in the training set (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -97,13 +108,21 @@ def _run_digits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     try:
         config = DigitsTrainConfig(out=args.out, arch=args.arch, data=args.data, test_data=args.test_data,
-                                   epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                                   progress=not args.no_progress)
+                                   init=args.init, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                                   pad_variants=args.pad_variants, correction_repeat=args.correction_repeat,
+                                   seed=args.seed, progress=not args.no_progress)
     except ValueError as exc:
         parser.error(str(exc))
     result = train_digits(config)
-    print(f"train digits ({config.arch}): test accuracy {result.accuracy:.2%} in {result.seconds:.1f} s; "
-          f"wrote {result.checkpoint}, {config.out / 'confusion.png'}, {config.out / 'loss_curve.png'}")
+    print(f"train digits ({config.arch}) in {result.seconds:.1f} s:\n"
+          f"  test accuracy, scans (held out): {result.scans.accuracy:.2%} "
+          f"of {result.scans.count}\n"
+          f"  test accuracy, drawn on the pad (training/data/drawn_digits.json): {result.drawn.accuracy:.2%} "
+          f"of {result.drawn.count}")
+    if result.corrections_right is not None:
+        right, total = result.corrections_right
+        print(f"  corrections read right: {right} of {total}")
+    print(f"wrote {result.checkpoint}, {config.out / 'confusion.png'}, {config.out / 'loss_curve.png'}")
     return 0
 
 

@@ -226,6 +226,7 @@ if (watchId) {
     clearButton: $("clear"),
     classifyButton: $("classify"),
     list: $("top3"),
+    correction: { panel: $("correct"), keys: $("digit-keys"), status: $("correct-status") },
     onError: showMessage,
   });
   if (!navigator.mediaDevices?.getUserMedia) {
