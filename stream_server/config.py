@@ -75,6 +75,9 @@ class ServerConfig:
     stats_interval_s: float = 1.0
     connect_timeout_s: float = 20.0
     default_options: SessionOptions = field(default_factory=SessionOptions)
+    studio_dir: Path | None = None
+    """--studio DIR: train models on uploaded faces in DIR (off when None; needs the train extra)."""
+    studio_max_mb: int = 500
 
     def __post_init__(self) -> None:
         if self.pipeline not in ("swap", "echo"):
@@ -107,6 +110,10 @@ class ServerConfig:
             raise ConfigError(f"--connect-timeout must be in 1..300 s, got {self.connect_timeout_s}")
         if self.stats_interval_s <= 0:
             raise ConfigError(f"stats interval must be > 0, got {self.stats_interval_s}")
+        if self.studio_dir is not None and Path(self.studio_dir).exists() and not Path(self.studio_dir).is_dir():
+            raise ConfigError(f"--studio {self.studio_dir}: exists and is not a folder")
+        if not 1 <= self.studio_max_mb <= 100_000:
+            raise ConfigError(f"--studio-max-mb must be in 1..100000, got {self.studio_max_mb}")
 
     @property
     def url(self) -> str:
@@ -178,6 +185,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="default mask feather in face-crop pixels (default 4)")
     parser.add_argument("--color", choices=COLOR_MODES, default=_env(environ, "COLOR", "rct"),
                         help="default colour-transfer mode (default rct)")
+    parser.add_argument("--studio", metavar="DIR", default=_env(environ, "STUDIO", None),
+                        help="train models on faces uploaded in the page's Studio tab, jobs in DIR (off by default; "
+                             "needs the train extra)")
+    parser.add_argument("--studio-max-mb", type=int, default=_env(environ, "STUDIO_MAX_MB", 500, int),
+                        help="largest Studio upload, all files of a job together, in MB (default 500)")
     return parser
 
 
@@ -209,4 +221,6 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         batch_wait_ms=args.batch_wait_ms,
         connect_timeout_s=args.connect_timeout,
         default_options=defaults,
+        studio_dir=Path(args.studio) if args.studio else None,
+        studio_max_mb=args.studio_max_mb,
     )
