@@ -11,17 +11,14 @@ over the control channel, and the faces coming back change. Extend this test wit
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.clients.test_browser import CHROMIUM, page_with_screenshot
 from tests.studio.conftest import StudioMedia, StudioServer, studio_config
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,8 +34,8 @@ def camera_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def studio_page(camera_y4m: Path) -> Iterator[Any]:
-    """A page in headless Chromium with the fake camera; a screenshot lands in test-artifacts/ on failure."""
+def chromium(camera_y4m: Path) -> Iterator[Any]:
+    """Headless Chromium whose fake camera plays the synthetic face."""
     if not CHROMIUM.exists():
         print("SKIP reason: /usr/bin/chromium is missing (make browser installs Debian's chromium)")
         pytest.skip("/usr/bin/chromium is missing: install Debian's chromium (make browser)")
@@ -47,27 +44,22 @@ def studio_page(camera_y4m: Path) -> Iterator[Any]:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream",
              "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={camera_y4m}"]
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1400})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags)
         try:
-            yield page
-            assert not errors, f"JavaScript errors on the page: {errors}"
-        except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(ARTIFACTS / "studio-tab.png"), full_page=True)
-            raise
+            yield browser
         finally:
-            chromium.close()
+            browser.close()
 
 
 def test_record_upload_consent_train_and_preview_in_the_page(
-    start_studio: Any, studio_page: Any, studio_media: StudioMedia, micro_base: Path, tmp_path: Path
+    start_studio: Any, chromium: Any, studio_media: StudioMedia, micro_base: Path, tmp_path: Path
 ) -> None:
     server: StudioServer = start_studio(studio_config(tmp_path / "studio", base=micro_base))
-    page = studio_page
+    with page_with_screenshot(chromium, "studio-tab") as page:
+        _train_in_the_page(page, server, studio_media, tmp_path)
+
+
+def _train_in_the_page(page: Any, server: StudioServer, studio_media: StudioMedia, tmp_path: Path) -> None:
     page.goto(server.url)
     page.click("#tab-studio")
     panel = page.locator("#panel-studio")
