@@ -7,9 +7,9 @@ Each run renders two clips of `--seconds` (synthetic identity A and B, 30 fps, 6
 app with the Studio on a loopback port, uploads them as a job (the real extract / train / export children, the
 recipe the server would use, from the base checkpoint or from scratch) and keeps a copy of every checkpoint as it
 appears, with the time since the upload finished. After the run (so judging takes no CPU from training) every
-copy is judged: held-out A faces (frames the job never saw) go through the checkpoint's A->B path and each output
-is read as the identity whose centroid is nearest in the judge's embedding, the centroids made from other real A
-and B faces. The judge is independent of the trainer and swappable (--judge): `dlib` is dlib's face-recognition
+copy is judged: held-out A faces (frames the job never saw) go through the checkpoint's A->B path and an output
+is read as B when B's centroid is nearer than A's in the judge's embedding and the output is nearer to it than
+95% of real A faces are (the centroids and that distance made from other real A and B faces). The judge is independent of the trainer and swappable (--judge): `dlib` is dlib's face-recognition
 ResNet (128-D descriptors, the eval extra), `hog` a colour-blind HOG descriptor of the grey face. The report
 prints the fraction read as B per checkpoint and the minutes until it first reached 90%; it also writes
 OUT/report.json. Run it on a quiet machine: the job runs at the Studio's lower priority with one thread.
@@ -175,9 +175,25 @@ async def run_job(label: str, base: Path | None, clips: tuple[Path, Path], args:
     return snapshots, state
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Nearest-centroid reading with a reject option: a face counts as B only if B's centroid is the nearer one
+    AND it is nearer to B's centroid than 95% of real A faces are, so a blur the judge happens to place nearer B
+    than A does not count as a swap (with the dlib judge the demo model's A->B passes on about 95% of held-out
+    faces, the blurs of a job's first few hundred steps on none)."""
+
+    centroids: np.ndarray
+    """(2, D): A's and B's."""
+    b_radius: float
+
+    def read_as_b(self, embedded: np.ndarray) -> np.ndarray:
+        distances = np.linalg.norm(embedded[:, None, :] - self.centroids[None], axis=2)
+        return (distances.argmin(axis=1) == 1) & (distances[:, 1] <= self.b_radius)
+
+
 def judge_run(snapshots: list[Snapshot], judge: Judge, heldout_a: list[np.ndarray],
-              centroids: np.ndarray) -> list[dict[str, float]]:
-    """Per snapshot: the fraction of held-out A faces whose A->B output is nearest to B's centroid."""
+              reading: Reading) -> list[dict[str, float]]:
+    """Per snapshot: the fraction of held-out A faces whose A->B output is read as B."""
     import torch
 
     from training.checkpoint import read_checkpoint, restore_model
@@ -189,10 +205,8 @@ def judge_run(snapshots: list[Snapshot], judge: Judge, heldout_a: list[np.ndarra
         with torch.no_grad():
             rgb, _ = model.decode(model.encode(faces), "b")  # type: ignore[operator]
         outputs = list((rgb.clamp(0, 1).numpy().transpose(0, 2, 3, 1) * 255 + 0.5).astype(np.uint8))
-        embedded = judge.embed(outputs)
-        nearest = np.linalg.norm(embedded[:, None, :] - centroids[None], axis=2).argmin(axis=1)
         rows.append({"minutes": round(snapshot.seconds / 60, 2), "step": snapshot.step,
-                     "read_as_b": round(float(np.mean(nearest == 1)), 3)})
+                     "read_as_b": round(float(np.mean(reading.read_as_b(judge.embed(outputs)))), 3)})
     return rows
 
 
@@ -207,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint interval (default 100)")
     parser.add_argument("--judge", choices=sorted(JUDGES), default="dlib")
     parser.add_argument("--out", type=Path, default=Path("build/studio-bench"))
+    parser.add_argument("--rejudge", action="store_true",
+                        help="judge the checkpoints kept by an earlier run in --out again (no new jobs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if "base" in args.runs and not args.base.is_file():
+    if "base" in args.runs and not args.base.is_file() and not args.rejudge:
         raise SystemExit(f"--base {args.base} does not exist: `make demo-model` writes models/demo/base.safetensors, "
                          "or give another base, or run --runs scratch")
     from swapstream.cli import main as swapstream_main
@@ -225,14 +241,21 @@ def main(argv: list[str] | None = None) -> int:
     heldout_a = aligned_faces("a", 31, HELDOUT_FACES)
     reference = {side: judge.embed(aligned_faces(side, seed, HELDOUT_FACES)) for side, seed in (("a", 32), ("b", 33))}
     centroids = np.stack([reference["a"].mean(axis=0), reference["b"].mean(axis=0)])
-    sanity = np.linalg.norm(judge.embed(heldout_a)[:, None] - centroids[None], axis=2).argmin(axis=1)
-    print(f"judge {judge.name}: held-out real A read as A {np.mean(sanity == 0):.0%} ({len(heldout_a)} faces)")
+    reading = Reading(centroids, float(np.percentile(np.linalg.norm(reference["a"] - centroids[1], axis=1), 5)))
+    real_a_as_b = float(np.mean(reading.read_as_b(judge.embed(heldout_a))))
+    print(f"judge {judge.name}: held-out real A read as B {real_a_as_b:.0%} ({len(heldout_a)} faces); "
+          f"B radius {reading.b_radius:.3f}")
 
     runs: dict[str, object] = {}
+    earlier = json.loads((args.out / "report.json").read_text())["runs"] if args.rejudge else {}
     for label in args.runs:
         base = args.base if label == "base" else None
-        snapshots, state = asyncio.run(run_job(label, base, clips, args))
-        rows = judge_run(snapshots, judge, heldout_a, centroids)
+        if args.rejudge:
+            snapshots = [Snapshot(**item) for item in earlier[label]["snapshots"]]
+            state = earlier[label]["state"]
+        else:
+            snapshots, state = asyncio.run(run_job(label, base, clips, args))
+        rows = judge_run(snapshots, judge, heldout_a, reading)
         reached = next((row for row in rows if row["read_as_b"] >= TARGET), None)
         runs[label] = {"base": str(base) if base else None, "state": state, "checkpoints": rows,
                        "minutes_to_90": reached["minutes"] if reached else None,
@@ -243,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['minutes']:8.2f} {row['step']:7d} {row['read_as_b']:10.1%}")
         print(f"minutes until >= {TARGET:.0%} read as B: {reached['minutes'] if reached else 'not within the run'}")
     report = {"judge": judge.name, "seconds": args.seconds, "heldout_faces": len(heldout_a),
-              "real_a_read_as_a": float(np.mean(sanity == 0)), "runs": runs}
+              "real_a_read_as_b": real_a_as_b, "b_radius": reading.b_radius, "runs": runs}
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out / 'report.json'}")
     return 0

@@ -27,6 +27,7 @@ def write_base(run_dir: Path, out: Path) -> Path:
     train_config = {"base_of": str(run_dir), "source_train_config": checkpoint.train_config}
     save_checkpoint(out, kind="swap", model=model, model_config=checkpoint.model_config, step=checkpoint.step,
                     train_config=train_config)
+    out.chmod(0o644)  # it ships with the models; the server may run as another user
     log.info("wrote base %s from %s (step %d, %d bytes)", out, run_dir, checkpoint.step, out.stat().st_size)
     return out
 

@@ -85,6 +85,10 @@ class StudioConfig:
     """How long a child has to stop (training writes a checkpoint) when the server stops, before it is killed."""
 
     def __post_init__(self) -> None:
+        # children run in their job's folder: every path handed to them must be absolute
+        object.__setattr__(self, "root", Path(self.root).absolute())
+        if self.base is not None:
+            object.__setattr__(self, "base", Path(self.base).absolute())
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"--studio {self.root}: exists and is not a folder")
         if self.max_upload_bytes < 1:

@@ -23,7 +23,7 @@ from stream_server.app import create_app
 from stream_server.config import ServerConfig, config_from_args
 from stream_server.errors import ConfigError
 from stream_server.studio.api import install
-from stream_server.studio.config import MIB
+from stream_server.studio.config import MIB, StudioConfig
 from stream_server.studio.errors import StudioUnavailable
 from stream_server.studio.service import StudioService
 from tests.studio.conftest import CONSENT, StudioClient, StudioMedia, StudioServer, studio_config
@@ -208,6 +208,9 @@ def test_serve_flags_and_variables_for_the_studio(tmp_path: Path) -> None:
                                                                "SWAPSTREAM_STUDIO_MAX_MB": "7"})
     assert config.studio_dir == tmp_path and config.studio_max_mb == 7
     assert config_from_args(["--pipeline", "echo"], environ={}).studio_dir is None
+    # the children run in their job's folder, so a relative DIR is made absolute once
+    studio = StudioConfig.for_server(Path("relative/studio"), 7, None)
+    assert studio.root == Path.cwd() / "relative/studio" and studio.max_upload_bytes == 7 * MIB
     with pytest.raises(ConfigError, match="--studio-max-mb must be in 1..100000"):
         config_from_args(["--pipeline", "echo", "--studio-max-mb", "0"], environ={})
     (tmp_path / "file").write_text("")
