@@ -78,6 +78,8 @@ class StudioConfig:
     """The interpreter of the child processes; it needs the training extra."""
     nice: int = 10
     """How much lower the children's CPU priority is than the server's, so live sessions keep their frame rate."""
+    idle_scheduling: bool = True
+    """Also run the children under Linux's SCHED_IDLE policy: CPU time only when nothing else wants it."""
     recipe: StudioRecipe = field(default_factory=StudioRecipe)
     poll_interval_s: float = 1.0
     """How often a running job's progress files are read for the event streams."""

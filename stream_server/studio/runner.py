@@ -291,7 +291,7 @@ class JobRunner:
                 cwd=paths.root, env=child_env(), start_new_session=True)
         self._process = process
         try:
-            self._lower_priority(process.pid)
+            lower_priority(process.pid, self.config.nice, self.config.idle_scheduling)
             await self._save(job.moved(job.state, job.stage, child_pid=process.pid))
             code = await process.wait()
         except BaseException:
@@ -310,13 +310,21 @@ class JobRunner:
             reason = _error_line(tail)
             raise StepFailed(f"{job.stage} {_exit_reason(code)}" + (f": {reason}" if reason else ""), tail)
 
-    def _lower_priority(self, pid: int) -> None:
-        # set from here rather than in the child (preexec_fn is unsafe in a threaded server); the child has
-        # only its main thread this early, and every thread it starts later inherits the priority
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.config.nice))
-        except (ProcessLookupError, PermissionError) as exc:
-            logger.warning("could not lower the priority of studio child %d: %s", pid, exc)
+
+
+def lower_priority(pid: int, nice: int, idle: bool) -> None:
+    """Put process `pid` `nice` steps below this process's priority, and under SCHED_IDLE when `idle` (Linux: it
+    then only gets CPU time no other thread wants, so live sessions go first).
+
+    Set from the parent rather than in the child (preexec_fn is unsafe in a threaded server): a child has only
+    its main thread this early, and every thread it starts later inherits the priority and the policy.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+        if idle and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:
+        logger.warning("could not lower the priority of studio child %d: %s", pid, exc)
 
 
 def publish_models(exported: Path, models: Path, job: Job) -> list[str]:

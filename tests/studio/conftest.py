@@ -121,8 +121,10 @@ class StudioServer(RunningServer):
 
 
 def studio_config(root: Path, **overrides: Any) -> StudioConfig:
-    """The test Studio: micro recipe, quick polling."""
-    return StudioConfig(root=root, **{"recipe": MICRO_RECIPE, "poll_interval_s": 0.2, **overrides})
+    """The test Studio: micro recipe, quick polling; niced children but not SCHED_IDLE, which on a machine
+    shared with other busy jobs would starve them (test_priority.py checks that policy on its own)."""
+    return StudioConfig(root=root, **{"recipe": MICRO_RECIPE, "poll_interval_s": 0.2, "idle_scheduling": False,
+                                      **overrides})
 
 
 @pytest.fixture
