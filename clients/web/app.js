@@ -245,7 +245,7 @@ if (watchId) {
     list: $("top3"),
     onError: showMessage,
   });
-  studio = new Studio($("panel-studio"), { onUseModel: useStudioModel, onError: showMessage });
+  studio = new Studio($("panel-studio"), { onUseModel: useStudioModel, onModelsChanged: loadModels, onError: showMessage });
   if (!navigator.mediaDevices?.getUserMedia) {
     showMessage("This browser gives the page no camera access: open it over https:// or from localhost.");
     ui.start.disabled = true;

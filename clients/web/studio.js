@@ -155,7 +155,7 @@ function drawLosses(canvas, rows) {
 export class Studio {
   /**
    * @param {HTMLElement} panel the Studio tab's section
-   * @param {{onUseModel: function(string): Promise<void>, onError: function(string)}} handlers
+   * @param {{onUseModel: function(string): Promise<void>, onModelsChanged: function(), onError: function(string)}} handlers
    */
   constructor(panel, handlers) {
     panel.innerHTML = MARKUP;
@@ -328,7 +328,9 @@ export class Studio {
   }
 
   render(job) {
+    const finishedNow = job.state === "done" && this.job && this.job.id === job.id && this.job.state !== "done";
     this.job = job;
+    if (finishedNow && this.handlers.onModelsChanged) this.handlers.onModelsChanged();
     this.panel.dataset.jobState = job.state;
     this.ui.jobName.textContent = job.title || job.name;
     this.ui.state.textContent = STATE_TEXT[job.state] || job.state;
