@@ -81,6 +81,9 @@ class ServerConfig:
     """Where POST /api/digits/corrections stores corrected digits (None: not stored)."""
     digits_corrections_limit: int = 10_000
     default_options: SessionOptions = field(default_factory=SessionOptions)
+    studio_dir: Path | None = None
+    """--studio DIR: train models on uploaded faces in DIR (off when None; needs the train extra)."""
+    studio_max_mb: int = 500
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINE_MODES:
@@ -118,6 +121,10 @@ class ServerConfig:
             raise ConfigError(f"--digits-corrections {self.digits_corrections_dir} is not a folder")
         if self.digits_corrections_limit < 1:
             raise ConfigError(f"digits corrections limit must be >= 1, got {self.digits_corrections_limit}")
+        if self.studio_dir is not None and Path(self.studio_dir).exists() and not Path(self.studio_dir).is_dir():
+            raise ConfigError(f"--studio {self.studio_dir}: exists and is not a folder")
+        if not 1 <= self.studio_max_mb <= 100_000:
+            raise ConfigError(f"--studio-max-mb must be in 1..100000, got {self.studio_max_mb}")
 
     @property
     def url(self) -> str:
@@ -193,6 +200,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="default mask feather in face-crop pixels (default 4)")
     parser.add_argument("--color", choices=COLOR_MODES, default=_env(environ, "COLOR", "rct"),
                         help="default colour-transfer mode (default rct)")
+    parser.add_argument("--studio", metavar="DIR", default=_env(environ, "STUDIO", None),
+                        help="train models on faces uploaded in the page's Studio tab, jobs in DIR (off by default; "
+                             "needs the train extra)")
+    parser.add_argument("--studio-max-mb", type=int, default=_env(environ, "STUDIO_MAX_MB", 500, int),
+                        help="largest Studio upload, all files of a job together, in MB (default 500)")
     return parser
 
 
@@ -225,4 +237,6 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         connect_timeout_s=args.connect_timeout,
         digits_corrections_dir=Path(args.digits_corrections) if args.digits_corrections else None,
         default_options=defaults,
+        studio_dir=Path(args.studio) if args.studio else None,
+        studio_max_mb=args.studio_max_mb,
     )

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from training.train_faces import ModelShape
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +40,18 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="background threads preparing batches (default 2)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--encoder-channels", type=int, default=32, help="first encoder conv width (doubles per level)")
-    p.add_argument("--bottleneck", type=int, default=256, help="dense bottleneck width")
-    p.add_argument("--code-channels", type=int, default=128, help="channels of the shared spatial code")
-    p.add_argument("--decoder-channels", type=int, default=128, help="first decoder stage width (halves per level)")
-    p.add_argument("--residual-blocks", type=int, default=1, help="residual blocks per decoder level")
+    p.add_argument("--base", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's shared encoder and both decoders (e.g. "
+                        "models/demo/base.safetensors) instead of random weights: a usable swap in minutes; "
+                        "without shape flags the model takes the base's shape")
+    # shape flags default to None so that, with --base, "not given" can mean "the base's"
+    p.add_argument("--encoder-channels", type=int, default=None,
+                   help="first encoder conv width, doubles per level (default 32)")
+    p.add_argument("--bottleneck", type=int, default=None, help="dense bottleneck width (default 256)")
+    p.add_argument("--code-channels", type=int, default=None, help="channels of the shared spatial code (default 128)")
+    p.add_argument("--decoder-channels", type=int, default=None,
+                   help="first decoder stage width, halves per level (default 128)")
+    p.add_argument("--residual-blocks", type=int, default=None, help="residual blocks per decoder level (default 1)")
     p.add_argument("--eyes-mouth-weight", type=float, default=1.0, help="extra loss weight on eyes and mouth")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
@@ -78,19 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SHAPE_FLAGS = ("encoder_channels", "bottleneck", "code_channels", "decoder_channels", "residual_blocks")
+
+
+def _model_shape(args: argparse.Namespace) -> ModelShape | None:
+    """The shape flags given, defaults for the rest; None (take the base's shape) with --base and no shape flag."""
+    from training.train_faces import ModelShape
+
+    given = {name: getattr(args, name) for name in _SHAPE_FLAGS if getattr(args, name) is not None}
+    if args.base is not None and not given:
+        return None
+    return dataclasses.replace(ModelShape(), **given)
+
+
 def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from training.losses import LossWeights
-    from training.train_faces import FaceTrainConfig, ModelShape, train_faces
+    from training.train_faces import FaceTrainConfig, train_faces
 
     try:
         config = FaceTrainConfig(
             faces_a=args.a, faces_b=args.b, out=args.out, size=args.size, steps=args.steps, batch=args.batch,
             lr=args.lr, lr_final=args.lr_final, resume=args.resume, device=args.device, preview_every=args.preview_every,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, workers=args.workers,
-            threads=args.threads, seed=args.seed, max_minutes=args.max_minutes,
-            shape=ModelShape(encoder_channels=args.encoder_channels, bottleneck=args.bottleneck,
-                             code_channels=args.code_channels, decoder_channels=args.decoder_channels,
-                             residual_blocks=args.residual_blocks),
+            threads=args.threads, seed=args.seed, max_minutes=args.max_minutes, shape=_model_shape(args), base=args.base,
             loss=LossWeights(eyes_mouth=args.eyes_mouth_weight), progress=not args.no_progress,
         )
     except ValueError as exc:
