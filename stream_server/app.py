@@ -143,7 +143,7 @@ async def _error_middleware(request: web.Request,
 def create_app(config: ServerConfig) -> web.Application:
     """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks."""
     # Imported here: the handlers import STATE_KEY from this module.
-    from stream_server import api, signaling
+    from stream_server import api, digits_api, signaling
 
     catalog = _load_catalog(config)
     if config.pipeline == "swap":
@@ -185,6 +185,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[STATE_KEY] = state
     signaling.add_routes(app)
     api.add_routes(app)
+    digits_api.add_routes(app)
     _add_page_routes(app, _find_web_root())
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)

@@ -77,7 +77,13 @@ class ServerConfig:
     max_batch: int = 16
     stats_interval_s: float = 1.0
     connect_timeout_s: float = 20.0
+    digits_corrections_dir: Path | None = None
+    """Where POST /api/digits/corrections stores corrected digits (None: not stored)."""
+    digits_corrections_limit: int = 10_000
     default_options: SessionOptions = field(default_factory=SessionOptions)
+    studio_dir: Path | None = None
+    """--studio DIR: train models on uploaded faces in DIR (off when None; needs the train extra)."""
+    studio_max_mb: int = 500
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINE_MODES:
@@ -110,6 +116,15 @@ class ServerConfig:
             raise ConfigError(f"--connect-timeout must be in 1..300 s, got {self.connect_timeout_s}")
         if self.stats_interval_s <= 0:
             raise ConfigError(f"stats interval must be > 0, got {self.stats_interval_s}")
+        if self.digits_corrections_dir is not None and Path(self.digits_corrections_dir).exists() \
+                and not Path(self.digits_corrections_dir).is_dir():
+            raise ConfigError(f"--digits-corrections {self.digits_corrections_dir} is not a folder")
+        if self.digits_corrections_limit < 1:
+            raise ConfigError(f"digits corrections limit must be >= 1, got {self.digits_corrections_limit}")
+        if self.studio_dir is not None and Path(self.studio_dir).exists() and not Path(self.studio_dir).is_dir():
+            raise ConfigError(f"--studio {self.studio_dir}: exists and is not a folder")
+        if not 1 <= self.studio_max_mb <= 100_000:
+            raise ConfigError(f"--studio-max-mb must be in 1..100000, got {self.studio_max_mb}")
 
     @property
     def url(self) -> str:
@@ -152,7 +167,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=_env(environ, "PORT", 8080, int), help="TCP port (default 8080)")
     parser.add_argument("--token", default=_env(environ, "TOKEN", None),
-                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip and /whep (SWAPSTREAM_TOKEN)")
+                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip, /whep and /api/digits "
+                             "(SWAPSTREAM_TOKEN)")
     parser.add_argument("--max-sessions", type=int, default=_env(environ, "MAX_SESSIONS", 4, int),
                         help="most live sessions; more get HTTP 503 (default 4)")
     parser.add_argument("--pipeline", choices=PIPELINE_MODES, default=_env(environ, "PIPELINE", "swap"),
@@ -175,12 +191,20 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="longest wait for other sessions' faces to batch together, <= 2 ms (default 2)")
     parser.add_argument("--connect-timeout", type=float, default=_env(environ, "CONNECT_TIMEOUT", 20.0, float),
                         help="seconds a new peer has to connect before its session is freed (default 20)")
+    parser.add_argument("--digits-corrections", metavar="DIR", default=_env(environ, "DIGITS_CORRECTIONS", None),
+                        help="store the digits the Digits tab's users correct in DIR, for `swapstream train digits "
+                             "--data DIR` (off by default; SWAPSTREAM_DIGITS_CORRECTIONS)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
                         help="default mask feather in face-crop pixels (default 4)")
     parser.add_argument("--color", choices=COLOR_MODES, default=_env(environ, "COLOR", "rct"),
                         help="default colour-transfer mode (default rct)")
+    parser.add_argument("--studio", metavar="DIR", default=_env(environ, "STUDIO", None),
+                        help="train models on faces uploaded in the page's Studio tab, jobs in DIR (off by default; "
+                             "needs the train extra)")
+    parser.add_argument("--studio-max-mb", type=int, default=_env(environ, "STUDIO_MAX_MB", 500, int),
+                        help="largest Studio upload, all files of a job together, in MB (default 500)")
     return parser
 
 
@@ -211,5 +235,8 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         workers=args.workers,
         batch_wait_ms=args.batch_wait_ms,
         connect_timeout_s=args.connect_timeout,
+        digits_corrections_dir=Path(args.digits_corrections) if args.digits_corrections else None,
         default_options=defaults,
+        studio_dir=Path(args.studio) if args.studio else None,
+        studio_max_mb=args.studio_max_mb,
     )

@@ -3,6 +3,7 @@ import { getJSON, ServerError } from "./api.js";
 import { setupDigitsPad } from "./digits.js";
 import { show, summarizeStats } from "./stats.js";
 import { StreamSession } from "./stream.js";
+import { Studio } from "./studio.js";
 import { watchSession } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -196,11 +197,26 @@ function optionsChanged() {
   if (session) session.sendOptions(currentOptions());
 }
 
+let studio = null;
+
 function selectTab(name) {
-  for (const tab of ["stream", "digits"]) {
+  for (const tab of ["stream", "digits", "studio"]) {
     $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
     $(`panel-${tab}`).hidden = tab !== name;
   }
+  if (name === "studio" && studio) studio.shown();
+}
+
+/** "Use this model" in the Studio: pick the new model in the controls and send it over the control channel. */
+async function useStudioModel(name) {
+  await loadModels();
+  if (!swapModels.some((m) => m.name === name)) {
+    showMessage(`The server does not list the model ${name} yet; reload the page once it does.`);
+    return;
+  }
+  ui.model.value = name;
+  optionsChanged();
+  selectTab("stream");
 }
 
 ui.start.addEventListener("click", start);
@@ -209,6 +225,7 @@ for (const control of [ui.model, ui.direction, ui.color, ui.swap, ui.boxes]) con
 ui.feather.addEventListener("input", optionsChanged);
 $("tab-stream").addEventListener("click", () => selectTab("stream"));
 $("tab-digits").addEventListener("click", () => selectTab("digits"));
+$("tab-studio").addEventListener("click", () => selectTab("studio"));
 window.addEventListener("beforeunload", stop);
 
 const watchId = new URLSearchParams(window.location.search).get("watch");
@@ -226,8 +243,10 @@ if (watchId) {
     clearButton: $("clear"),
     classifyButton: $("classify"),
     list: $("top3"),
+    correction: { panel: $("correct"), keys: $("digit-keys"), status: $("correct-status") },
     onError: showMessage,
   });
+  studio = new Studio($("panel-studio"), { onUseModel: useStudioModel, onModelsChanged: loadModels, onError: showMessage });
   if (!navigator.mediaDevices?.getUserMedia) {
     showMessage("This browser gives the page no camera access: open it over https:// or from localhost.");
     ui.start.disabled = true;

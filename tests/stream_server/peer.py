@@ -132,10 +132,14 @@ class OfferPeer:
 
 
 async def open_offer_peer(base_url: str, frames: list[np.ndarray], fps: float, options: dict[str, Any] | None = None,
-                          token: str | None = None, start_index: int = 0) -> OfferPeer:
-    """Connect through POST /offer with a "control" DataChannel; raises AssertionError with the server's reply."""
+                          token: str | None = None, start_index: int = 0,
+                          source: NumberedVideoTrack | None = None) -> OfferPeer:
+    """Connect through POST /offer with a "control" DataChannel; raises AssertionError with the server's reply.
+
+    `source` replaces the numbered track made from `frames` and `fps` (the hostile tests send stalling tracks).
+    """
     pc = RTCPeerConnection()
-    source = NumberedVideoTrack(frames, fps, start_index)
+    source = source if source is not None else NumberedVideoTrack(frames, fps, start_index)
     received = Received()
     messages: list[dict[str, Any]] = []
     tasks: list[asyncio.Task[Any]] = []
