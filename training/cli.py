@@ -60,6 +60,8 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-weight", type=float, default=0.5, help="weight of the mask loss (default 0.5)")
     p.add_argument("--warp-strength", type=float, default=0.025,
                    help="random warp of the input, control-point sigma / face size (default 0.025)")
+    p.add_argument("--colour-swap", type=float, default=0.0,
+                   help="share of inputs recoloured to the other identity's colours, target unchanged (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -124,7 +126,8 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             threads=args.threads, seed=args.seed, max_minutes=args.max_minutes, shape=_model_shape(args), base=args.base,
             loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
                              eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight),
-            augment=AugmentConfig(warp_strength=args.warp_strength), progress=not args.no_progress,
+            augment=AugmentConfig(warp_strength=args.warp_strength, colour_swap=args.colour_swap),
+            progress=not args.no_progress,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -155,9 +155,20 @@ class PairBatch:
     b: SideBatch
 
 
+def recolour_to(image: np.ndarray, mask: np.ndarray, reference: np.ndarray, reference_mask: np.ndarray) -> np.ndarray:
+    """A float [0,1] face recoloured so that inside `mask` its Lab mean and spread are `reference`'s inside
+    `reference_mask` (uint8 RGB); float32 out."""
+    from faces.color import transfer_color
+
+    as_uint8 = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    recoloured = transfer_color(as_uint8, reference, "rct", mask=(mask, reference_mask))
+    return recoloured.astype(np.float32) / 255.0
+
+
 def make_side_batch(faceset: FaceSet, indices: np.ndarray, rng: np.random.Generator,
-                    augment: AugmentConfig | None) -> SideBatch:
-    """Load and augment the faces at `indices` (augment=None: unwarped, for evaluation)."""
+                    augment: AugmentConfig | None, *, other: FaceSet | None = None) -> SideBatch:
+    """Load and augment the faces at `indices` (augment=None: unwarped, for evaluation); `other` (the other
+    identity's set) lends its colours to a share `augment.colour_swap` of the inputs."""
     inputs, targets, masks, features = [], [], [], []
     for index in indices:
         face, mask = faceset.load(int(index))
@@ -168,6 +179,11 @@ def make_side_batch(faceset: FaceSet, indices: np.ndarray, rng: np.random.Genera
         else:
             sample = augment_face(face, mask, keypoints, rng, augment)
             sample_input, target, sample_mask, points = sample.input, sample.target, sample.mask, sample.keypoints
+            # drawn only when asked for, so runs without it see exactly the batches they always did
+            if other is not None and augment.colour_swap > 0 and rng.random() < augment.colour_swap:
+                reference, reference_mask = other.load(int(rng.integers(len(other))))
+                if float(sample_mask.sum()) >= 1.0:
+                    sample_input = recolour_to(sample_input, sample_mask, reference, reference_mask)
         inputs.append(sample_input)
         targets.append(target)
         masks.append(sample_mask)
@@ -203,8 +219,8 @@ class BatchStream:
         rng = np.random.default_rng([self.seed, step])
         idx_a = rng.integers(0, len(self.faces_a), size=self.batch)
         idx_b = rng.integers(0, len(self.faces_b), size=self.batch)
-        side_a = make_side_batch(self.faces_a, idx_a, rng, self.augment)
-        side_b = make_side_batch(self.faces_b, idx_b, rng, self.augment)
+        side_a = make_side_batch(self.faces_a, idx_a, rng, self.augment, other=self.faces_b)
+        side_b = make_side_batch(self.faces_b, idx_b, rng, self.augment, other=self.faces_a)
         return PairBatch(step=step, a=side_a, b=side_b)
 
     def _fill(self) -> None:

@@ -1,5 +1,7 @@
 """Training augmentation: random affine / flip / colour jitter on input and target alike, then a random
-warp of the input only (on a coarse grid), so the decoder learns to make a clean face from a distorted one.
+warp of the input only (on a coarse grid), so the decoder learns to make a clean face from a distorted one; and,
+optionally, the input recoloured to the other identity's colours (`colour_swap`, applied by
+training.faceset.make_side_batch, which holds both face sets).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class AugmentConfig:
     """Largest relative contrast change."""
     channel_gain: float = 0.04
     """Largest per-channel gain change (a mild colour cast)."""
+    colour_swap: float = 0.0
+    """Share of inputs recoloured (Reinhard transfer inside the face) to a random face of the other identity,
+    the target keeping its own colours: the encoder then describes lids, lips and pose apart from skin colour, in
+    terms both decoders read alike. 0 turns it off."""
 
     def __post_init__(self) -> None:
         if self.warp_grid < 3:
@@ -39,6 +45,8 @@ class AugmentConfig:
         for name in ("rotation_deg", "scale", "shift", "warp_strength", "brightness", "contrast", "channel_gain"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.colour_swap <= 1:
+            raise ValueError(f"--colour-swap must be in [0, 1], got {self.colour_swap}")
 
 
 @dataclass(frozen=True)

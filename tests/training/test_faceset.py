@@ -146,3 +146,32 @@ def test_losses_are_zero_for_a_perfect_face_and_ignore_the_background() -> None:
     assert float(masked_l1(outside_only, target, mask)) == 0.0
     terms = face_losses(torch.full_like(target, 0.5), torch.full_like(mask, 0.5), target, mask, None, LossWeights())
     assert set(terms) == {"l1", "dssim", "mask", "total"} and float(terms["total"]) > 0.3
+
+
+def test_colour_swap_gives_inputs_the_other_identitys_colours_and_keeps_targets(
+        synthetic_facesets: SyntheticFaceSets) -> None:
+    faces_a = FaceSet(synthetic_facesets.a, 64)
+    faces_b = FaceSet(synthetic_facesets.b, 64)
+    indices = np.arange(4)
+
+    def batch(swap: float, other: FaceSet | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        side = make_side_batch(faces_a, indices[:1], np.random.default_rng(7), AugmentConfig(colour_swap=swap),
+                               other=other)
+        return side.input[0].numpy(), side.target[0].numpy(), side.mask[0, 0].numpy() > 0.5
+
+    plain_input, plain_target, inside = batch(0.0, faces_b)
+    alone_input, alone_target, _ = batch(0.0, None)
+    np.testing.assert_array_equal(plain_input, alone_input)  # off: the batches runs always saw
+    swapped_input, swapped_target, _ = batch(1.0, faces_b)
+    np.testing.assert_array_equal(swapped_target, plain_target)  # the target keeps A's own colours
+
+    def face_mean(image: np.ndarray) -> np.ndarray:
+        return image.transpose(1, 2, 0)[inside].mean(axis=0)
+
+    b_mean = np.mean([faces_b.load(i)[0][faces_b.load(i)[1] > 0.5].mean(axis=0) / 255.0 for i in range(4)], axis=0)
+    # A is fair and B brown: the recoloured input's face moves most of the way to B's colour
+    before = np.abs(face_mean(plain_input) - b_mean).sum()
+    after = np.abs(face_mean(swapped_input) - b_mean).sum()
+    assert after < 0.4 * before, (before, after)
+    with pytest.raises(ValueError, match="--colour-swap"):
+        AugmentConfig(colour_swap=1.5)
