@@ -66,6 +66,12 @@ DEMO_LIVELY ?= --blink-every 0.8,2.5 --talking 0.8 --mouth-max 1.3 --grin 0.8 --
 DEMO_TRAIN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 1e-3 --lr-final 0.1 --steps $(DEMO_STEPS) --threads 1 \
   --workers 1 --checkpoint-every 500 --preview-every 500 --encoder-channels 8 --bottleneck 128 --code-channels 64 \
   --decoder-channels 64 --residual-blocks 0 --eyes-mouth-weight 3 --edge-weight 1
+# The Studio's starting point (`train faces --base`): the same pair at the Studio's 64 px and recipe shape
+# (stream_server/studio/config.py StudioRecipe), so a job's first minutes adapt a face model instead of growing one.
+DEMO_BASE_SIZE ?= 64
+DEMO_BASE_FLAGS ?= --size $(DEMO_BASE_SIZE) --batch 8 --lr 1e-3 --lr-final 0.1 --steps 4000 --max-minutes 20 \
+  --threads 1 --workers 1 --checkpoint-every 500 --preview-every 500 --encoder-channels 16 --bottleneck 128 \
+  --code-channels 64 --decoder-channels 64 --residual-blocks 0 --eyes-mouth-weight 3 --edge-weight 1
 # `python -m` runs this checkout's code whatever the virtualenv's console script points at.
 SW := $(PY) -m swapstream.cli
 demo-model: $(VENV)/.installed-dev
@@ -81,8 +87,14 @@ demo-model: $(VENV)/.installed-dev
 	  $$([ -f $(DEMO_WORK)/run-faces/checkpoint.safetensors ] && echo --resume)
 	$(SW) train digits --arch cnn --pad-variants 8 --epochs 20 --seed 0 --out $(DEMO_WORK)/run-digits
 	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-faces $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
-	# the Studio's starting point (train faces --base): the face run's weights without optimiser state
-	$(PY) -m training.base $(DEMO_WORK)/run-faces --out $(DEMO_WORK)/models/base.safetensors
+	$(SW) extract $(DEMO_WORK)/a.mp4 $(DEMO_WORK)/a-glasses.mp4 $(DEMO_WORK)/real-photos \
+	  --out $(DEMO_WORK)/faces-a$(DEMO_BASE_SIZE) --size $(DEMO_BASE_SIZE)
+	$(SW) extract $(DEMO_WORK)/b.mp4 --out $(DEMO_WORK)/faces-b$(DEMO_BASE_SIZE) --size $(DEMO_BASE_SIZE)
+	$(SW) train faces --a $(DEMO_WORK)/faces-a$(DEMO_BASE_SIZE) --b $(DEMO_WORK)/faces-b$(DEMO_BASE_SIZE) \
+	  --out $(DEMO_WORK)/run-base$(DEMO_BASE_SIZE) $(DEMO_BASE_FLAGS) \
+	  $$([ -f $(DEMO_WORK)/run-base$(DEMO_BASE_SIZE)/checkpoint.safetensors ] && echo --resume)
+	# the base file: that run's weights without optimiser state
+	$(PY) -m training.base $(DEMO_WORK)/run-base$(DEMO_BASE_SIZE) --out $(DEMO_WORK)/models/base.safetensors
 	rm -rf models/demo && cp -r $(DEMO_WORK)/models models/demo
 	cp $(DEMO_WORK)/run-faces/preview*.png models/demo/ 2>/dev/null || true
 
