@@ -1,7 +1,11 @@
 # swapstream server image: CUDA runtime + cuDNN, the `gpu` extra (onnxruntime-gpu, TensorRT), non-root, models as a volume.
 #
 #   docker build -t swapstream .
-#   docker run --gpus all -p 8080:8080 -v "$PWD/models:/models" swapstream
+#   docker run --gpus all -p 8080:8080 -v "$PWD/models:/models" -e SWAPSTREAM_TOKEN="$(openssl rand -hex 16)" swapstream
+#
+# The server binds 0.0.0.0 in the container, so it refuses to start without a bearer token (SWAPSTREAM_TOKEN or
+# --token; clients send it as `Authorization: Bearer`, the page takes ?token=). Only where something in front
+# already authenticates every request, opt out explicitly with -e SWAPSTREAM_ALLOW_NO_TOKEN=1 (--allow-no-token).
 #
 # WebRTC media travels over UDP ports that aiortc picks at run time: a browser on the same host reaches the
 # container's bridge address directly; for clients on other machines run with --network host (docs/clients.md).
