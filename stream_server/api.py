@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import cv2
@@ -14,6 +13,7 @@ from stream_server.app import STATE_KEY
 from stream_server.errors import SignalingError
 from swapstream.manifest import ModelEntry
 from stream_server.metrics import EXPOSITION_CONTENT_TYPE
+from stream_server.guards import parse_json
 from stream_server.signaling import read_body, read_body_bytes
 
 DIGIT_SIDE = 16
@@ -65,7 +65,7 @@ def digit_input_from_json(data: Any) -> np.ndarray:
         data = data.get("image", data.get("pixels"))
     try:
         pixels = np.asarray(data, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise SignalingError(f"POST /api/digits: the image must be numbers: {exc}") from exc
     if pixels.shape not in ((DIGIT_SIDE, DIGIT_SIDE), (DIGIT_SIDE * DIGIT_SIDE,)):
         raise SignalingError(f"POST /api/digits: expected 16 lists of 16 numbers or 256 numbers, "
@@ -110,12 +110,7 @@ async def handle_digits(request: web.Request) -> web.Response:
     if request.content_type == "image/png":
         pixels = digit_input_from_png(await read_body_bytes(request))
     else:
-        text = await read_body(request)
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise SignalingError(f"POST /api/digits: body is not valid JSON: {exc}") from exc
-        pixels = digit_input_from_json(data)
+        pixels = digit_input_from_json(parse_json(await read_body(request), "POST /api/digits"))
     backend = state.backends[state.digits_model]
     outputs = await asyncio.get_running_loop().run_in_executor(state.executor, backend.run, pixels)
     logits = np.asarray(outputs[0], dtype=np.float64).reshape(-1)

@@ -22,8 +22,10 @@ from stream_server.batching import BatcherLane, InferenceBatcher
 from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig, SessionOptions
 from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
+from stream_server.guards import token_middleware
 from stream_server.metrics import ServerMetrics
 from stream_server.pipeline import FramePipeline, PipelineSettings
+from stream_server.release import free_native_memory
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
 
 logger = logging.getLogger(__name__)
@@ -138,6 +140,10 @@ async def _error_middleware(request: web.Request,
     except ServerError as exc:
         logger.exception("%s %s failed", request.method, request.path)
         return web.json_response({"error": str(exc)}, status=500)
+    except Exception as exc:  # noqa: BLE001 - the last line: never a plain-text traceback to the client
+        logger.exception("%s %s failed unexpectedly", request.method, request.path)
+        return web.json_response({"error": f"internal server error ({type(exc).__name__}); the server logged it"},
+                                 status=500)
 
 
 def create_app(config: ServerConfig) -> web.Application:
@@ -172,7 +178,8 @@ def create_app(config: ServerConfig) -> web.Application:
 
     services = SessionServices(executor=executor, metrics=metrics, make_stages=make_stages,
                                check_options=check_options, connect_timeout_s=config.connect_timeout_s,
-                               stats_interval_s=config.stats_interval_s)
+                               stats_interval_s=config.stats_interval_s, idle_timeout_s=config.idle_timeout_s,
+                               max_pixels=config.max_pixels, free_memory=free_native_memory)
     state = ServerState(
         config=config,
         metrics=metrics,
@@ -181,7 +188,8 @@ def create_app(config: ServerConfig) -> web.Application:
         batcher=batcher,
         registry=SessionRegistry(config.max_sessions, services),
     )
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_error_middleware])
+    middlewares = [_error_middleware, token_middleware(config.token, config.public_metrics)]
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     app[STATE_KEY] = state
     signaling.add_routes(app)
     api.add_routes(app)

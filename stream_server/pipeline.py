@@ -79,11 +79,13 @@ class FramePipeline:
 
     def close(self) -> None:
         """Stop the detector thread, free the detector (native mediapipe graphs) and leave the batcher."""
-        if self._tracker is not None:
-            self._tracker.close()
-            self._tracker = None
-        if self._infer is not None:
-            self._infer.close()
+        try:
+            if self._tracker is not None:
+                self._tracker.close()
+                self._tracker = None
+        finally:
+            if self._infer is not None:
+                self._infer.close()
 
     def swap_enabled(self, options: SessionOptions) -> bool:
         """Whether the swap stage runs for these options (echo pipeline and swap=False skip it)."""

@@ -1,14 +1,16 @@
 """Sessions: one per ingesting peer (/offer or WHIP), owning its peer connection, tasks, viewers and frame stages.
 
 `SessionRegistry` holds every live session and owns closing them; a session's end (DELETE, ICE failure, the
-peer closing, not connecting in time, server shutdown) frees everything it started: its tasks, its WHEP
-viewers' peer connections, its frame stages (detector, place in the inference batcher).
+peer closing, not connecting in time, no frame for --idle-timeout, server shutdown) frees everything it started:
+its tasks, its WHEP viewers' peer connections, its codecs and frame stages (detector, place in the inference
+batcher), each step even when an earlier one failed, and its place in the registry last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Executor
@@ -20,23 +22,18 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from stream_server.config import SessionOptions
 from stream_server.control import ControlChannel, SessionStats
-from stream_server.errors import ServerError
+from stream_server.errors import SessionLimitError, UnknownSessionError
 from stream_server.frames import FrameScheduler, FrameStages, ProcessedFrame
 from stream_server.metrics import ServerMetrics
+from stream_server.ratelimit import ThrottledLog
+from stream_server.release import free_native_memory, release_codecs
 from stream_server.tracks import FrameBroadcaster, LatestFrameReader, ProcessedVideoTrack, discard
+from stream_server.viewers import ViewerSet
 
 logger = logging.getLogger(__name__)
 
 SessionKind = Literal["offer", "whip"]
-MAX_VIEWERS_PER_SESSION = 8
-
-
-class SessionLimitError(ServerError):
-    """No room for another session (HTTP 503)."""
-
-
-class UnknownSessionError(ServerError):
-    """No live session with that id (HTTP 404)."""
+__all__ = ["Session", "SessionKind", "SessionLimitError", "SessionRegistry", "SessionServices", "UnknownSessionError"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,12 @@ class SessionServices:
     """Raises ConfigError for options this server cannot serve (for example an unknown model)."""
     connect_timeout_s: float
     stats_interval_s: float
+    idle_timeout_s: float = 30.0
+    """A connected session that delivers no decoded frame for this long is closed."""
+    max_pixels: int | None = None
+    """Incoming frames with more pixels are not processed (None: no limit)."""
+    free_memory: Callable[[], None] | None = None
+    """Run on a frame worker after a session closed (returns freed native memory to the OS)."""
 
 
 class Session:
@@ -68,8 +71,8 @@ class Session:
         self.options = options
         self.pc = RTCPeerConnection()
         self.broadcaster = FrameBroadcaster(on_sent=self._on_sent)
-        self.viewers: dict[str, RTCPeerConnection] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.viewers = ViewerSet(self.id, self.spawn)
         self.closed = False
         self.connected = asyncio.Event()
         self.frames_processed = 0
@@ -80,7 +83,8 @@ class Session:
         self._scheduler: FrameScheduler | None = None
         self._control = ControlChannel(self.set_options)
         self._stats = SessionStats()
-        self._errors_logged = 0
+        self._frame_errors = ThrottledLog(logger, f"session {self.id[:8]}: frame failed")
+        self._last_frame_at = time.monotonic()
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
@@ -109,28 +113,76 @@ class Session:
         except asyncio.TimeoutError:
             logger.warning("session %s: not connected after %.0f s; closing it", self.id[:8], timeout)
             self._close_later(self)
+            return
+        await self._watch_idle()
+
+    async def _watch_idle(self) -> None:
+        """Close the session once it has delivered no frame for --idle-timeout (counted from connecting)."""
+        idle_timeout = self._services.idle_timeout_s
+        self._last_frame_at = time.monotonic()
+        while True:
+            idle_for = time.monotonic() - self._last_frame_at
+            if idle_for >= idle_timeout:
+                logger.warning("session %s: no frame for %.0f s (--idle-timeout); closing it", self.id[:8], idle_for)
+                self._close_later(self)
+                return
+            await asyncio.sleep(min(idle_timeout - idle_for + 0.05, 1.0))
+
+    def _frame_arrived(self) -> None:
+        self._last_frame_at = time.monotonic()
+        self._services.metrics.frames_in.inc()
+
+    def check_open(self) -> None:
+        """UnknownSessionError (404) once the session has ended."""
+        if self.closed:
+            raise UnknownSessionError(f"no live session {self.id!r} (it has ended)")
 
     async def close(self) -> None:
-        """Free everything the session started; safe to call more than once."""
+        """Free everything the session started; safe to call more than once.
+
+        Every step runs even when an earlier one failed (the failure is logged); the registry slot is freed last.
+        """
         if self.closed:
             return
         self.closed = True
-        self._on_closed(self)
-        current = asyncio.current_task()
-        tasks = [t for t in self.tasks if t is not current]
-        for task in tasks:
-            task.cancel()
+        try:
+            current = asyncio.current_task()
+            tasks = [t for t in self.tasks if t is not current]
+            for task in tasks:
+                task.cancel()
+            await self._close_step("incoming video", self._stop_reader)
+            await self._close_step("outgoing tracks", self._close_outgoing)
+            await self._close_step("tasks", lambda: asyncio.gather(*tasks, return_exceptions=True))
+            await self._close_step("viewers", self.viewers.close_all)
+            await self._close_step("peer connection", self.pc.close)
+            await self._close_step("codecs", lambda: release_codecs(self.pc))
+            await self._close_step("frame stages", self._close_stages)
+        finally:
+            self._on_closed(self)
+        logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
+
+    async def _close_step(self, what: str, step: Callable[[], Any]) -> None:
+        try:
+            result = step()
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                await result
+        except Exception as exc:  # noqa: BLE001 - one failed step must not keep the rest allocated
+            logger.error("session %s: closing its %s failed: %s", self.id[:8], what, exc, exc_info=exc)
+
+    async def _stop_reader(self) -> None:
         if self._reader is not None:
             await self._reader.stop()
+
+    def _close_outgoing(self) -> None:
         self.broadcaster.close()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        viewers = list(self.viewers.values())
-        self.viewers.clear()
-        await asyncio.gather(*(pc.close() for pc in viewers), return_exceptions=True)
-        await self.pc.close()
-        if self._scheduler is not None:
-            await self._scheduler.close()
-        logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
+
+    async def _close_stages(self) -> None:
+        try:
+            if self._scheduler is not None:
+                await self._scheduler.close()
+        finally:
+            if self._services.free_memory is not None:
+                await asyncio.get_running_loop().run_in_executor(self._services.executor, self._services.free_memory)
 
     # -- media -----------------------------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -140,10 +192,11 @@ class Session:
             self.spawn(discard(track), f"discard-{track.kind}")
             return
         metrics = self._services.metrics
-        self._reader = LatestFrameReader(track, on_frame=metrics.frames_in.inc, on_drop=metrics.frames_dropped.inc)
+        self._reader = LatestFrameReader(track, on_frame=self._frame_arrived, on_drop=metrics.frames_dropped.inc)
         self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id), self._services.executor,
                                          options=lambda: self.options, on_processed=self._on_processed,
-                                         on_error=self._report_error, on_drop=metrics.frames_dropped.inc)
+                                         on_error=self._report_error, on_drop=metrics.frames_dropped.inc,
+                                         max_pixels=self._services.max_pixels)
         self.spawn(self._process(self._scheduler), "process")
         self.spawn(self._report_stats(), "stats")
         if self.kind == "offer":
@@ -167,9 +220,7 @@ class Session:
         self.broadcaster.publish(processed.timed)
 
     def _report_error(self, exc: Exception) -> None:
-        self._errors_logged += 1
-        if self._errors_logged <= 3:
-            logger.error("session %s: frame failed: %s", self.id[:8], exc, exc_info=self._errors_logged == 1)
+        self._frame_errors.error(exc)
         self._control.send_error(f"frame failed: {exc}")
 
     def _on_sent(self, encode_ms: float, added_ms: float) -> None:
@@ -200,30 +251,20 @@ class Session:
                                 "viewers": len(self.viewers)})
 
     # -- WHEP viewers ----------------------------------------------------------------------------------------
+    def check_viewer_room(self) -> None:
+        """UnknownSessionError (404) once the session has ended, SessionLimitError (503) when it has all its viewers."""
+        self.check_open()
+        self.viewers.check_room()
+
     def add_viewer(self, pc: RTCPeerConnection) -> str:
-        """Count a WHEP viewer's peer connection as this session's (closed with it); its id."""
-        if len(self.viewers) >= MAX_VIEWERS_PER_SESSION:
-            raise SessionLimitError(f"session {self.id} already has {MAX_VIEWERS_PER_SESSION} viewers")
-        viewer_id = uuid.uuid4().hex
-        self.viewers[viewer_id] = pc
-
-        def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                self.spawn(self.remove_viewer(viewer_id), "viewer-close")
-
-        pc.on("connectionstatechange", on_state)
-        return viewer_id
+        """Count a WHEP viewer's peer connection as this session's (closed with it, or when it does not connect
+        within --connect-timeout); its id. Refused (404) once the session has ended."""
+        self.check_open()
+        return self.viewers.add(pc, self._services.connect_timeout_s)
 
     async def remove_viewer(self, viewer_id: str) -> bool:
         """End one viewer; False if the session has no such viewer."""
-        pc = self.viewers.pop(viewer_id, None)
-        if pc is None:
-            return False
-        for sender in pc.getSenders():
-            if sender.track is not None:
-                sender.track.stop()
-        await pc.close()
-        return True
+        return await self.viewers.remove(viewer_id)
 
 
 class SessionRegistry:

@@ -6,8 +6,6 @@ which the error middleware (app.py) turns into HTTP 400 with the message.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +15,15 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from rtc.jitterbuffer import JitterBufferMode, install_on_receiver
 from stream_server.app import STATE_KEY
-from stream_server.errors import AuthError, ConfigError, SignalingError
+from stream_server.errors import ConfigError, SignalingError
+from stream_server.guards import (
+    JSON_CONTENT_TYPE,
+    check_origin,
+    parse_json,
+    read_bounded,
+    require_bearer,
+    require_content_type,
+)
 from stream_server.session import Session, SessionKind, UnknownSessionError
 
 logger = logging.getLogger(__name__)
@@ -27,28 +33,13 @@ SDP_CONTENT_TYPE = "application/sdp"
 
 def check_token(request: web.Request) -> None:
     """Require `Authorization: Bearer <token>` when the server has a token."""
-    token = request.app[STATE_KEY].config.token
-    if token is None:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise AuthError("missing or wrong bearer token: send 'Authorization: Bearer <token>' (the server's --token)")
+    require_bearer(request, request.app[STATE_KEY].config.token)
 
 
 async def read_body_bytes(request: web.Request) -> bytes:
-    """The request body, refusing bodies over the server's limit (--max-body-kb) with 413 before reading them."""
-    limit = request.app[STATE_KEY].config.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
-                                            text=f"request body of {request.content_length} bytes is over the "
-                                                 f"limit of {limit} bytes (--max-body-kb)")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1,
-                                            text=f"request body is over the limit of {limit} bytes (--max-body-kb)") \
-            from exc
+    """The request body within --max-body-kb (413, before reading when announced) and --body-timeout (408)."""
+    config = request.app[STATE_KEY].config
+    return await read_bounded(request, config.max_body_bytes, config.body_timeout_s)
 
 
 async def read_body(request: web.Request) -> str:
@@ -113,14 +104,21 @@ async def _start_session(request: web.Request, sdp: str, options: dict[str, Any]
     return session, answer
 
 
+def _check_offer_request(request: web.Request) -> None:
+    """What /offer asks before reading the body: the token, a JSON body, and a page of an allowed origin.
+
+    A web page can POST text/plain or a form to any address without the browser asking first ("simple"
+    requests); requiring application/json makes the browser ask, and the Origin check refuses other sites.
+    """
+    check_token(request)
+    require_content_type(request, JSON_CONTENT_TYPE, "POST /offer")
+    check_origin(request, request.app[STATE_KEY].config.allowed_origins, "POST /offer")
+
+
 async def handle_offer(request: web.Request) -> web.Response:
     """POST /offer: {"sdp", "type": "offer", "options"} -> {"sdp", "type": "answer", "session_id"}."""
-    check_token(request)
-    text = await read_body(request)
-    try:
-        params = json.loads(text)
-    except ValueError as exc:
-        raise SignalingError(f"POST /offer: body is not valid JSON: {exc}") from exc
+    _check_offer_request(request)
+    params = parse_json(await read_body(request), "POST /offer")
     if not isinstance(params, dict):
         raise SignalingError('POST /offer: body must be a JSON object {"sdp", "type", "options"}')
     if params.get("type") != "offer":
@@ -133,16 +131,10 @@ async def handle_offer(request: web.Request) -> web.Response:
     return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id})
 
 
-def _require_sdp_content_type(request: web.Request, what: str) -> None:
-    if request.content_type != SDP_CONTENT_TYPE:
-        raise web.HTTPUnsupportedMediaType(text=f"{what}: Content-Type must be {SDP_CONTENT_TYPE}, "
-                                                f"got {request.content_type or 'none'}")
-
-
 async def handle_whip_post(request: web.Request) -> web.Response:
     """POST /whip (RFC 9725): an SDP offer -> 201 Created, Location /whip/<id>, the SDP answer."""
     check_token(request)
-    _require_sdp_content_type(request, "POST /whip")
+    require_content_type(request, SDP_CONTENT_TYPE, "POST /whip")
     sdp = _check_sdp(await read_body(request), "POST /whip")
     session, answer = await _start_session(request, sdp, {}, "whip", "POST /whip")
     return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
@@ -150,11 +142,19 @@ async def handle_whip_post(request: web.Request) -> web.Response:
                                  "Link": f'</whep/{session.id}>; rel="alternate"'})
 
 
+def _whip_session(request: web.Request) -> Session:
+    """The live WHIP session named in the path; 404 for unknown ids and for /offer sessions (not WHIP resources)."""
+    session = request.app[STATE_KEY].registry.get(request.match_info["session_id"])
+    if session.kind != "whip":
+        raise UnknownSessionError(f"no live WHIP session {session.id!r} (an /offer session ends when its peer "
+                                  "closes)")
+    return session
+
+
 async def handle_whip_delete(request: web.Request) -> web.Response:
     """DELETE /whip/<id>: end the ingest session and its viewers."""
     check_token(request)
-    state = request.app[STATE_KEY]
-    session = state.registry.get(request.match_info["session_id"])
+    session = _whip_session(request)
     await session.close()
     return web.Response(status=200, text="session ended\n")
 
@@ -162,10 +162,11 @@ async def handle_whip_delete(request: web.Request) -> web.Response:
 async def handle_whep_post(request: web.Request) -> web.Response:
     """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video."""
     check_token(request)
-    _require_sdp_content_type(request, "POST /whep")
+    require_content_type(request, SDP_CONTENT_TYPE, "POST /whep")
     state = request.app[STATE_KEY]
     session = state.registry.get(request.match_info["session_id"])
     sdp = _check_sdp(await read_body(request), "POST /whep")
+    session.check_viewer_room()  # again: the session may have ended while the body arrived
     pc = RTCPeerConnection()
     viewer_id = session.add_viewer(pc)
 
@@ -174,8 +175,10 @@ async def handle_whep_post(request: web.Request) -> web.Response:
 
     try:
         answer = await _negotiate(pc, sdp, "POST /whep", state.config.jitter_buffer, before_answer=add_video)
+        session.check_open()  # and once more: it may have ended while the answer was made
     except BaseException:
         await session.remove_viewer(viewer_id)
+        await pc.close()
         raise
     logger.info("session %s: WHEP viewer %s joined", session.id[:8], viewer_id[:8])
     return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,

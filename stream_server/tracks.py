@@ -4,7 +4,8 @@ aiortc's incoming track queues every decoded frame without bound, so `LatestFram
 continuously and keeps only the newest frame (older ones are dropped and counted). Processed frames go to a
 `FrameBroadcaster`; each outgoing `ProcessedVideoTrack` (the /offer peer's return video and every WHEP viewer)
 holds a single slot, so a slow viewer skips frames rather than buffering them. Both sides hold frames in a
-`newest.NewestSlot`.
+`newest.NewestSlot`. All subscribers share one frame (`SharedFrame`); only an encoder that asks for it after
+another one took it gets a copy, so viewers whose encoder never asks cost nothing.
 """
 
 from __future__ import annotations
@@ -79,6 +80,28 @@ class LatestFrameReader:
         self._slot.clear()
 
 
+class SharedFrame:
+    """One processed frame offered to every outgoing track: the first encoder to take it gets it, later ones a copy.
+
+    aiortc encodes each track in its own executor thread, and an encoder may change the frame it is given (a
+    keyframe request sets its picture type; a format conversion caches a converter on it), so two encoders never
+    share one VideoFrame.
+    """
+
+    __slots__ = ("timed", "_taken")
+
+    def __init__(self, timed: TimedFrame) -> None:
+        self.timed = timed
+        self._taken = False
+
+    def take(self) -> TimedFrame:
+        """The frame for one encoder: the original the first time, a copy after that (on the event loop)."""
+        if not self._taken:
+            self._taken = True
+            return self.timed
+        return TimedFrame(copy_video_frame(self.timed.frame), self.timed.received_at)
+
+
 class FrameBroadcaster:
     """Hands each processed frame to every subscribed outgoing track, newest-only per subscriber."""
 
@@ -107,11 +130,10 @@ class FrameBroadcaster:
         self._subscribers.discard(track)
 
     def publish(self, frame: TimedFrame) -> None:
-        """Offer a processed frame to every subscriber (each keeps only the newest)."""
-        for index, track in enumerate(list(self._subscribers)):
-            # aiortc encodes each track in its own executor thread, and PyAV frames carry a lazily built
-            # reformatter that is not thread-safe: two encoders on one VideoFrame crash libvpx/swscale.
-            track.offer(frame if index == 0 else TimedFrame(copy_video_frame(frame.frame), frame.received_at))
+        """Offer a processed frame to every subscriber (each keeps only the newest); nothing is copied here."""
+        shared = SharedFrame(frame)
+        for track in self._subscribers:
+            track.offer(shared)
 
     def report_sent(self, encode_ms: float, added_ms: float) -> None:
         """A subscriber's encoder took (encoded and sent) a frame."""
@@ -134,7 +156,7 @@ class ProcessedVideoTrack(MediaStreamTrack):
     def __init__(self, source: FrameBroadcaster) -> None:
         super().__init__()
         self._source = source
-        self._slot = NewestSlot[TimedFrame]()
+        self._slot = NewestSlot[SharedFrame]()
         self._in_encoder: TimedFrame | None = None
         self._handed_at = 0.0
 
@@ -143,7 +165,7 @@ class ProcessedVideoTrack(MediaStreamTrack):
         """Frames replaced by a newer one before the encoder asked for them."""
         return self._slot.replaced
 
-    def offer(self, frame: TimedFrame) -> None:
+    def offer(self, frame: SharedFrame) -> None:
         """The newest processed frame for this track's encoder."""
         self._slot.put(frame)
 
@@ -155,9 +177,10 @@ class ProcessedVideoTrack(MediaStreamTrack):
             self._in_encoder = None
         if self.readyState != "live":
             raise MediaStreamError
-        timed = await self._slot.get()
-        if timed is None or self.readyState != "live":
+        shared = await self._slot.get()
+        if shared is None or self.readyState != "live":
             raise MediaStreamError
+        timed = shared.take()
         self._in_encoder, self._handed_at = timed, time.monotonic()
         return timed.frame
 
@@ -165,3 +188,5 @@ class ProcessedVideoTrack(MediaStreamTrack):
         super().stop()
         self._source.unsubscribe(self)
         self._slot.close()
+        self._slot.clear()  # the frames go now, not when the track is collected
+        self._in_encoder = None

@@ -59,8 +59,6 @@ async def _options_round_trip(peer: OfferPeer, feather: int, timeout_s: float = 
 
 # -- peers that connect and then send nothing ---------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="issue 13: a session that connects and never sends a frame is never timed out "
-                          "(four of them block the server); fixed in phase 2 (--idle-timeout)", strict=True)
 async def test_a_peer_that_connects_and_sends_no_frame_is_closed_after_the_idle_timeout() -> None:
     with serving(pipeline="echo", max_sessions=1, idle_timeout_s=2.0) as server:
         async with offer_peer(server.url, FRAMES, 10, source=StallingTrack(FRAMES, 10, stall_after=0)) as peer:
@@ -75,8 +73,6 @@ async def test_a_peer_that_connects_and_sends_no_frame_is_closed_after_the_idle_
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: a peer that stops sending mid-stream keeps its session forever; "
-                          "fixed in phase 2 (--idle-timeout)", strict=True)
 async def test_a_peer_that_stops_sending_mid_stream_is_closed_after_the_idle_timeout() -> None:
     with serving(pipeline="echo", disclosure_mark=False, idle_timeout_s=2.0) as server:
         # 40 frames at 10 fps: the session lives twice the idle timeout while it streams, then the sender freezes.
@@ -108,15 +104,11 @@ async def _oversized_frames_answered(width: int, height: int, max_pixels: int | 
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: no limit on incoming frame size (a peer's large frames are copied and "
-                          "processed in full); fixed in phase 2 (--max-pixels)", strict=True)
 async def test_frames_over_max_pixels_are_refused_with_a_control_message() -> None:
     await _oversized_frames_answered(640, 480, max_pixels=320 * 240, wait_s=10.0)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 13: 4096x4096 VP8 frames (aiortc's encoder takes them) are decoded, copied and "
-                          "re-encoded in full; fixed in phase 2 (--max-pixels default)", strict=True)
 async def test_4096_square_frames_are_refused_at_the_default_limit() -> None:
     await _oversized_frames_answered(4096, 4096, max_pixels=None, wait_s=40.0)
 
@@ -139,8 +131,6 @@ async def test_a_resolution_change_on_every_frame_keeps_the_session_serving() ->
 
 # -- the control DataChannel ---------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="issue 13: the DataChannel JSON parse lets RecursionError escape into aiortc, which "
-                          "kills the session's channel and media; fixed in phase 2", strict=True)
 async def test_deep_json_on_the_control_channel_gets_an_error_and_the_session_lives() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
         async with offer_peer(server.url, FRAMES, 10) as peer:
@@ -176,8 +166,6 @@ async def test_a_flood_of_ten_thousand_control_messages_leaves_the_session_worki
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)  # aiortc's SCTP moves 10 MB between two Python peers at ~0.3 MB/s on this machine
-@pytest.mark.xfail(reason="issue 13: a 10 MB control message is parsed in full on the event loop (no size "
-                          "limit before json.loads); fixed in phase 2", strict=True)
 async def test_a_ten_megabyte_control_message_is_refused_unparsed() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
         async with offer_peer(server.url, FRAMES, 10) as peer:
@@ -200,8 +188,6 @@ async def test_a_ten_megabyte_control_message_is_refused_unparsed() -> None:
 
 # -- fan-out to viewers ---------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="issue 13: publish copies every frame on the event loop for each extra subscriber, "
-                          "even viewers whose encoder never asks; fixed in phase 2 (copy lazily)", strict=True)
 async def test_frames_are_not_copied_for_viewers_whose_encoder_never_asks() -> None:
     width, height = 640, 480
     with serving(pipeline="echo", disclosure_mark=False, connect_timeout_s=60.0) as server:
@@ -234,8 +220,6 @@ async def _collect_garbage() -> None:
 
 # -- errors and teardown inside a session -----------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="issue 13: only the first 3 frame errors of a session are logged, then silence "
-                          "(rate-limit instead); fixed in phase 2", strict=True)
 async def test_frame_errors_keep_being_logged_at_a_limited_rate(tiny_models_dir: object, server_clip: Clip,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     with serving(pipeline="swap", models_dir=tiny_models_dir) as server:
@@ -265,9 +249,6 @@ async def test_frame_errors_keep_being_logged_at_a_limited_rate(tiny_models_dir:
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: Session.close() frees the registry slot first with no try/finally; a "
-                          "failure mid-teardown leaks the detector and the batcher slot; fixed in phase 2",
-                   strict=True)
 async def test_a_teardown_that_fails_half_way_still_frees_detector_and_batcher(tiny_models_dir: object,
                                                                               server_clip: Clip) -> None:
     with serving(pipeline="swap", models_dir=tiny_models_dir) as server:

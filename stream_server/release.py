@@ -1,0 +1,47 @@
+"""Releasing what a closed session's media held, now rather than when the garbage collector gets to it.
+
+aiortc's peer connection, its senders and receivers and their callbacks form reference cycles, so a closed
+session's objects wait for a full garbage collection. The parts that hold native resources are let go
+explicitly at the session's end instead: each sender's encoder (libvpx/x264 state, several MB) and the decoded
+frames still queued on the remote tracks. Freed native memory stays in the C allocator's arenas; on glibc
+`malloc_trim(0)` hands it back to the system (measured in docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+
+from aiortc import RTCPeerConnection
+
+logger = logging.getLogger(__name__)
+
+# aiortc 1.16 keeps a sender's encoder in this name-mangled attribute until the sender itself is collected.
+SENDER_ENCODER_ATTRIBUTE = "_RTCRtpSender__encoder"
+
+
+def release_codecs(pc: RTCPeerConnection) -> None:
+    """After `pc.close()`: drop each sender's encoder and the frames left on its remote tracks' queues."""
+    for transceiver in pc.getTransceivers():
+        sender = transceiver.sender
+        if getattr(sender, SENDER_ENCODER_ATTRIBUTE, None) is not None:
+            setattr(sender, SENDER_ENCODER_ATTRIBUTE, None)
+        queue = getattr(transceiver.receiver.track, "_queue", None)
+        if isinstance(queue, asyncio.Queue):
+            while not queue.empty():
+                queue.get_nowait()
+
+
+def free_native_memory() -> None:
+    """Return the C allocator's free memory to the system (glibc `malloc_trim(0)`; a no-op elsewhere).
+
+    Blocking (it walks the heap): call it from a worker thread.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols, libc's among them
+    except (OSError, AttributeError):
+        return  # not glibc (musl, macOS): nothing to do
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
