@@ -8,6 +8,12 @@ has arrived in sequence. ``MarkerJitterBuffer`` releases it then; everything els
 next-timestamp rule when a marker bit is missing, capacity and overflow handling, picture-loss signals)
 follows aiortc's buffer, so the receiver around it cannot tell the difference except in time.
 
+One difference on purpose: a packet lost for good (its NACK or retransmission lost too; aiortc asks again only
+when another loss happens) blocks both buffers until the buffer overflows, several seconds of frozen video at
+low packet rates, and then the frames held behind the hole leave one per arriving packet, seconds late. After
+``MAX_GAP_WAIT_S`` the marker buffer gives up on such a hole instead: it drops everything before the newest
+frame start behind it and asks for a keyframe (the frames it dropped reference the lost one anyway).
+
 aiortc keeps its buffer in a private attribute; ``install_on_receiver`` swaps it on a video receiver and
 falls back to the stock buffer, with a log line, if the attribute is not where the verified aiortc
 versions keep it.
@@ -16,6 +22,8 @@ versions keep it.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import Literal
 
@@ -40,6 +48,9 @@ RECEIVER_KIND_ATTRIBUTE = "_RTCRtpReceiver__kind"
 # Same tolerance as aiortc: a packet this far behind the buffer's start means the sender restarted.
 MAX_MISORDER = 100
 SEQUENCE_MODULO = 1 << 16
+# How long a hole may block later, complete packets before the buffer skips it: a NACK and its retransmission
+# take one round trip (tens of ms); a hole older than this is not coming.
+MAX_GAP_WAIT_S = 0.3
 
 
 def _seq_add(a: int, b: int) -> int:
@@ -56,7 +67,8 @@ class MarkerJitterBuffer:
     only: on audio the marker bit marks the start of a talkspurt, so an audio buffer behaves as stock.
     """
 
-    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False,
+                 max_gap_wait_s: float | None = MAX_GAP_WAIT_S, clock: Callable[[], float] = time.monotonic) -> None:
         if capacity <= 0 or capacity & (capacity - 1) != 0:
             raise ValueError(f"jitter buffer capacity must be a power of 2, got {capacity}")
         self._capacity = capacity
@@ -64,6 +76,11 @@ class MarkerJitterBuffer:
         self._packets: list[RtpPacket | None] = [None] * capacity
         self._prefetch = prefetch
         self._is_video = is_video
+        self._max_gap_wait_s = max_gap_wait_s
+        self._clock = clock
+        self._blocked_since: float | None = None
+        self.holes_skipped = 0
+        """Holes given up on after max_gap_wait_s (each with a keyframe request)."""
 
     @property
     def capacity(self) -> int:
@@ -97,7 +114,48 @@ class MarkerJitterBuffer:
             pli_flag = self._is_video
 
         self._packets[packet.sequence_number % self._capacity] = packet
-        return pli_flag, self._pop_complete_frame()
+        frame = self._pop_complete_frame()
+        if frame is not None:
+            self._blocked_since = None
+        elif self._is_video and self._skip_stale_hole():
+            pli_flag = True
+            frame = self._pop_complete_frame()
+        return pli_flag, frame
+
+    def _skip_stale_hole(self) -> bool:
+        """Drop a hole that has blocked later packets for max_gap_wait_s, up to the newest frame start behind it.
+
+        True if something was dropped (the caller asks for a keyframe). A frame starts where the packet before
+        it ended a frame (marker bit) or carried another timestamp; a hole with no frame start behind it yet is
+        kept (its frame may still complete).
+        """
+        assert self._origin is not None
+        hole = next((offset for offset in range(self._capacity) if self._slot(offset) is None), None)
+        behind = hole is not None and any(self._slot(offset) is not None for offset in range(hole + 1, self._capacity))
+        if not behind or self._max_gap_wait_s is None:
+            self._blocked_since = None
+            return False
+        now = self._clock()
+        if self._blocked_since is None:
+            self._blocked_since = now
+        if now - self._blocked_since < self._max_gap_wait_s:
+            return False
+        assert hole is not None
+        newest_start = None
+        for offset in range(hole + 2, self._capacity):
+            before, packet = self._slot(offset - 1), self._slot(offset)
+            if before is not None and packet is not None and (before.marker or before.timestamp != packet.timestamp):
+                newest_start = offset
+        if newest_start is None:
+            return False
+        self.remove(newest_start)
+        self._blocked_since = None
+        self.holes_skipped += 1
+        return True
+
+    def _slot(self, offset: int) -> RtpPacket | None:
+        assert self._origin is not None
+        return self._packets[(self._origin + offset) % self._capacity]
 
     def _pop_complete_frame(self) -> JitterFrame | None:
         """Release the oldest frame once enough frames are complete, scanning in-sequence packets."""

@@ -31,6 +31,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 
+from rtc.jitterbuffer import install_on_receiver
 from stream_server.config import ServerConfig
 from tests.fixtures.server import RunningServer, start_server
 from tests.stream_server.peer import NumberedVideoTrack, OfferPeer, open_offer_peer
@@ -94,8 +95,14 @@ def serving(**fields: Any) -> Iterator[RunningServer]:
 @contextlib.asynccontextmanager
 async def offer_peer(base_url: str, frames: list[NDArray[np.uint8]], fps: float,
                      **options: Any) -> AsyncIterator[OfferPeer]:
-    """`open_offer_peer` for the length of a block: the peer is closed however the block ends."""
+    """`open_offer_peer` for the length of a block: the peer is closed however the block ends.
+
+    The peer receives through the marker jitter buffer, as swapstream's own clients do (clients.webrtc), so a
+    returned-video gap measured here is the server's, not aiortc's stock buffer waiting for its overflow.
+    """
     peer = await open_offer_peer(base_url, frames, fps, **options)
+    for transceiver in peer.pc.getTransceivers():  # before media flows: DTLS is not even up yet
+        install_on_receiver(transceiver.receiver, "marker")
     try:
         yield peer
     finally:
