@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiortc import RTCPeerConnection
 
@@ -45,3 +47,17 @@ def free_native_memory() -> None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     trim(0)
+
+
+async def close_in_steps(owner: str, steps: Sequence[tuple[str, Callable[[], Any]]]) -> None:
+    """Run each (what, step) in order, awaiting what a step returns; a failed step is logged and the rest still run.
+
+    Whatever an early step fails on, the later ones (the detector, the batcher place) are still freed.
+    """
+    for what, step in steps:
+        try:
+            result = step()
+            if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - one failed step must not keep the rest allocated
+            logger.error("%s: closing its %s failed: %s", owner, what, exc, exc_info=exc)

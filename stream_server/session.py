@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Executor
@@ -26,7 +25,8 @@ from stream_server.errors import SessionLimitError, UnknownSessionError
 from stream_server.frames import FrameScheduler, FrameStages, ProcessedFrame
 from stream_server.metrics import ServerMetrics
 from stream_server.ratelimit import ThrottledLog
-from stream_server.release import free_native_memory, release_codecs
+from stream_server.liveness import Liveness
+from stream_server.release import close_in_steps, release_codecs
 from stream_server.tracks import FrameBroadcaster, LatestFrameReader, ProcessedVideoTrack, discard
 from stream_server.viewers import ViewerSet
 
@@ -74,7 +74,6 @@ class Session:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.viewers = ViewerSet(self.id, self.spawn)
         self.closed = False
-        self.connected = asyncio.Event()
         self.frames_processed = 0
         self._services = services
         self._close_later = close_later
@@ -84,11 +83,12 @@ class Session:
         self._control = ControlChannel(self.set_options)
         self._stats = SessionStats()
         self._frame_errors = ThrottledLog(logger, f"session {self.id[:8]}: frame failed")
-        self._last_frame_at = time.monotonic()
+        self._liveness = Liveness(self.id[:8], services.connect_timeout_s, services.idle_timeout_s,
+                                  expire=lambda _: close_later(self))
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
-        self.spawn(self._watch_connect(), "connect-watchdog")
+        self.spawn(self._liveness.run(), "liveness")
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -102,34 +102,12 @@ class Session:
         state = self.pc.connectionState
         logger.info("session %s: connection %s", self.id[:8], state)
         if state == "connected":
-            self.connected.set()
+            self._liveness.connected.set()
         elif state in ("failed", "closed"):
             self._close_later(self)
 
-    async def _watch_connect(self) -> None:
-        timeout = self._services.connect_timeout_s
-        try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
-        except asyncio.TimeoutError:
-            logger.warning("session %s: not connected after %.0f s; closing it", self.id[:8], timeout)
-            self._close_later(self)
-            return
-        await self._watch_idle()
-
-    async def _watch_idle(self) -> None:
-        """Close the session once it has delivered no frame for --idle-timeout (counted from connecting)."""
-        idle_timeout = self._services.idle_timeout_s
-        self._last_frame_at = time.monotonic()
-        while True:
-            idle_for = time.monotonic() - self._last_frame_at
-            if idle_for >= idle_timeout:
-                logger.warning("session %s: no frame for %.0f s (--idle-timeout); closing it", self.id[:8], idle_for)
-                self._close_later(self)
-                return
-            await asyncio.sleep(min(idle_timeout - idle_for + 0.05, 1.0))
-
     def _frame_arrived(self) -> None:
-        self._last_frame_at = time.monotonic()
+        self._liveness.frame_arrived()
         self._services.metrics.frames_in.inc()
 
     def check_open(self) -> None:
@@ -150,31 +128,22 @@ class Session:
             tasks = [t for t in self.tasks if t is not current]
             for task in tasks:
                 task.cancel()
-            await self._close_step("incoming video", self._stop_reader)
-            await self._close_step("outgoing tracks", self._close_outgoing)
-            await self._close_step("tasks", lambda: asyncio.gather(*tasks, return_exceptions=True))
-            await self._close_step("viewers", self.viewers.close_all)
-            await self._close_step("peer connection", self.pc.close)
-            await self._close_step("codecs", lambda: release_codecs(self.pc))
-            await self._close_step("frame stages", self._close_stages)
+            await close_in_steps(f"session {self.id[:8]}", [
+                ("incoming video", self._stop_reader),
+                ("outgoing tracks", self.broadcaster.close),
+                ("tasks", lambda: asyncio.gather(*tasks, return_exceptions=True)),
+                ("viewers", self.viewers.close_all),
+                ("peer connection", self.pc.close),
+                ("codecs", lambda: release_codecs(self.pc)),
+                ("frame stages", self._close_stages),
+            ])
         finally:
             self._on_closed(self)
         logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
 
-    async def _close_step(self, what: str, step: Callable[[], Any]) -> None:
-        try:
-            result = step()
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                await result
-        except Exception as exc:  # noqa: BLE001 - one failed step must not keep the rest allocated
-            logger.error("session %s: closing its %s failed: %s", self.id[:8], what, exc, exc_info=exc)
-
     async def _stop_reader(self) -> None:
         if self._reader is not None:
             await self._reader.stop()
-
-    def _close_outgoing(self) -> None:
-        self.broadcaster.close()
 
     async def _close_stages(self) -> None:
         try:
