@@ -10,9 +10,10 @@ follows aiortc's buffer, so the receiver around it cannot tell the difference ex
 
 One difference on purpose: a packet lost for good (its NACK or retransmission lost too; aiortc asks again only
 when another loss happens) blocks both buffers until the buffer overflows, several seconds of frozen video at
-low packet rates, and then the frames held behind the hole leave one per arriving packet, seconds late. After
-``MAX_GAP_WAIT_S`` the marker buffer gives up on such a hole instead: it drops everything before the newest
-frame start behind it and asks for a keyframe (the frames it dropped reference the lost one anyway).
+low packet rates, and then the frames held behind the hole leave one per arriving packet, seconds late. The
+marker buffer asks for the missing packets again every ``RENACK_INTERVAL_S`` while a hole blocks (a NACK through
+the receiver, when installed on one), and after ``MAX_GAP_WAIT_S`` gives up on the hole: it drops everything
+before the newest frame start behind it and asks for a keyframe (the frames it dropped reference the lost one).
 
 aiortc keeps its buffer in a private attribute; ``install_on_receiver`` swaps it on a video receiver and
 falls back to the stock buffer, with a log line, if the attribute is not where the verified aiortc
@@ -21,6 +22,7 @@ versions keep it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -44,13 +46,18 @@ VERIFIED_AIORTC_SPECIFIER = ">=1.16.0,<1.17"
 # Where RTCRtpReceiver keeps its buffer (the name-mangled ``self.__jitter_buffer``), and its kind.
 RECEIVER_JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 RECEIVER_KIND_ATTRIBUTE = "_RTCRtpReceiver__kind"
+RECEIVER_NACK_METHOD = "_send_rtcp_nack"
 
 # Same tolerance as aiortc: a packet this far behind the buffer's start means the sender restarted.
 MAX_MISORDER = 100
 SEQUENCE_MODULO = 1 << 16
-# How long a hole may block later, complete packets before the buffer skips it: a NACK and its retransmission
-# take one round trip (tens of ms); a hole older than this is not coming.
-MAX_GAP_WAIT_S = 0.3
+# How long a hole may block later packets before the buffer skips it, and how often it asks for the missing
+# packets again meanwhile: a NACK and its retransmission take one round trip (tens of ms on the Internet, more
+# on a loaded machine), and the sender keeps its last 128 packets for retransmission.
+MAX_GAP_WAIT_S = 0.5
+RENACK_INTERVAL_S = 0.1
+NackRequest = Callable[[int, list[int]], None]
+"""Ask the sender (media SSRC) to retransmit these sequence numbers."""
 
 
 def _seq_add(a: int, b: int) -> int:
@@ -68,7 +75,8 @@ class MarkerJitterBuffer:
     """
 
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False,
-                 max_gap_wait_s: float | None = MAX_GAP_WAIT_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_gap_wait_s: float | None = MAX_GAP_WAIT_S, clock: Callable[[], float] = time.monotonic,
+                 request_retransmission: NackRequest | None = None) -> None:
         if capacity <= 0 or capacity & (capacity - 1) != 0:
             raise ValueError(f"jitter buffer capacity must be a power of 2, got {capacity}")
         self._capacity = capacity
@@ -79,6 +87,8 @@ class MarkerJitterBuffer:
         self._max_gap_wait_s = max_gap_wait_s
         self._clock = clock
         self._blocked_since: float | None = None
+        self._request_retransmission = request_retransmission
+        self._renacks = 0
         self.holes_skipped = 0
         """Holes given up on after max_gap_wait_s (each with a keyframe request)."""
 
@@ -116,7 +126,7 @@ class MarkerJitterBuffer:
         self._packets[packet.sequence_number % self._capacity] = packet
         frame = self._pop_complete_frame()
         if frame is not None:
-            self._blocked_since = None
+            self._blocked_since, self._renacks = None, 0
         elif self._is_video and self._skip_stale_hole():
             pli_flag = True
             frame = self._pop_complete_frame()
@@ -133,12 +143,16 @@ class MarkerJitterBuffer:
         hole = next((offset for offset in range(self._capacity) if self._slot(offset) is None), None)
         behind = hole is not None and any(self._slot(offset) is not None for offset in range(hole + 1, self._capacity))
         if not behind or self._max_gap_wait_s is None:
-            self._blocked_since = None
+            self._blocked_since, self._renacks = None, 0
             return False
         now = self._clock()
         if self._blocked_since is None:
             self._blocked_since = now
-        if now - self._blocked_since < self._max_gap_wait_s:
+        blocked_for = now - self._blocked_since
+        if blocked_for < self._max_gap_wait_s:
+            if blocked_for >= RENACK_INTERVAL_S * (self._renacks + 1):
+                self._renacks += 1
+                self._ask_again()
             return False
         assert hole is not None
         newest_start = None
@@ -149,9 +163,22 @@ class MarkerJitterBuffer:
         if newest_start is None:
             return False
         self.remove(newest_start)
-        self._blocked_since = None
+        self._blocked_since, self._renacks = None, 0
         self.holes_skipped += 1
         return True
+
+    def _ask_again(self) -> None:
+        """Request the packets missing before the newest one held (aiortc NACKs each loss only once)."""
+        if self._request_retransmission is None:
+            return
+        assert self._origin is not None
+        held = [offset for offset in range(self._capacity) if self._slot(offset) is not None]
+        newest = self._slot(held[-1]) if held else None
+        if newest is None:
+            return
+        missing = [_seq_add(self._origin, offset) for offset in range(held[-1]) if self._slot(offset) is None]
+        if missing:
+            self._request_retransmission(newest.ssrc, missing)
 
     def _slot(self, offset: int) -> RtpPacket | None:
         assert self._origin is not None
@@ -270,6 +297,25 @@ def _receiver_kind(receiver: RTCRtpReceiver) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+def _nack_sender(receiver: RTCRtpReceiver) -> NackRequest | None:
+    """A way to send a NACK through `receiver` (aiortc's ``_send_rtcp_nack``), or None where it has none."""
+    send = getattr(receiver, RECEIVER_NACK_METHOD, None)
+    if send is None:
+        logger.warning("RTCRtpReceiver has no %s (aiortc %s): lost packets are asked for only once",
+                       RECEIVER_NACK_METHOD, aiortc_version())
+        return None
+
+    in_flight: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+    def request(media_ssrc: int, lost: list[int]) -> None:
+        # add() runs inside the receiver's packet handler, on the event loop: send the NACK in a task of its own.
+        task = asyncio.get_running_loop().create_task(send(media_ssrc, lost))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    return request
+
+
 def install_on_receiver(receiver: RTCRtpReceiver, mode: JitterBufferMode) -> bool:
     """Put a MarkerJitterBuffer on a video receiver (mode "marker"); True if it is installed.
 
@@ -307,6 +353,7 @@ def install_on_receiver(receiver: RTCRtpReceiver, mode: JitterBufferMode) -> boo
         capacity=current.capacity,
         prefetch=int(getattr(current, "_prefetch", 0)),
         is_video=True,
+        request_retransmission=_nack_sender(receiver),
     )
     setattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, replacement)
     logger.debug("marker jitter buffer installed (capacity %d)", replacement.capacity)

@@ -485,3 +485,34 @@ def test_a_hole_repaired_in_time_is_not_skipped(stream):
             got.append(frame)
     assert [f.data for f in got] == [_frame_bytes(sent, i) for i in range(len(frames))]
     assert buffer.holes_skipped == 0
+
+
+def test_a_blocking_hole_is_asked_for_again_until_it_is_repaired(stream):
+    """aiortc NACKs a lost packet once; while the hole blocks, the buffer asks again every RENACK_INTERVAL_S, and a
+    retransmission that answers a later request still completes the frame (nothing skipped, no keyframe)."""
+    mime, frames = stream
+    sent = _packetize(mime, frames)
+    lost = [i for i, s in enumerate(sent) if s.frame == 2][0]
+    asked: list[tuple[int, list[int]]] = []
+    clock = _Clock()
+    buffer = MarkerJitterBuffer(capacity=512, is_video=True, max_gap_wait_s=0.5, clock=clock,
+                                request_retransmission=lambda ssrc, seqs: asked.append((ssrc, seqs)))
+    got = []
+    repaired_at = None
+    for step, s in enumerate(sent):
+        if step == lost:
+            continue
+        clock.now += 0.05
+        pli, frame = buffer.add(s.packet)
+        assert not pli
+        got += [frame] if frame is not None else []
+        if len(asked) == 2 and repaired_at is None:  # the second request is answered
+            repaired_at = clock.now
+            pli, frame = buffer.add(sent[lost].packet)
+            assert not pli
+            got += [frame] if frame is not None else []
+    assert repaired_at is not None, f"asked {len(asked)} time(s) for the missing packet"
+    assert all(seqs == [sent[lost].packet.sequence_number] for _, seqs in asked)
+    assert {ssrc for ssrc, _ in asked} == {sent[0].packet.ssrc}
+    assert [f.data for f in got] == [_frame_bytes(sent, i) for i in range(len(frames))]
+    assert buffer.holes_skipped == 0
