@@ -171,6 +171,7 @@ class SoakSession:
         self.clock_start = time.monotonic()
         self._last_frame_at: float | None = None
         self._reconnects_at_last_frame = 0
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -199,7 +200,7 @@ class SoakSession:
         self._reconnects_at_last_frame = self.reconnects
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._stream()
             except (ConnectionFailed, MediaStreamError, asyncio.TimeoutError) as exc:
@@ -213,7 +214,7 @@ class SoakSession:
         track = PacedVideoTrack(source, self.fps, prepare=lambda number, rgb: framecode.stamp(rgb, number))
         async with SwapPeer(self.endpoint, send=track) as peer:
             assert peer.video is not None
-            while not peer.failed:
+            while not peer.failed and not self._stopping:
                 frame = await asyncio.wait_for(peer.video.recv(), timeout=10.0)
                 arrived = time.monotonic()
                 assert isinstance(frame, VideoFrame)
@@ -227,12 +228,16 @@ class SoakSession:
                 # Forget send times of frames that will never come back (dropped on the way).
                 for stale in [n for n in track.sent_at if n < track.frames_sent - 10 * self.fps]:
                     del track.sent_at[stale]
-            raise ConnectionFailed("the peer connection failed")
+            if not self._stopping:
+                raise ConnectionFailed("the peer connection failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """End the session. Python 3.11's wait_for can swallow a cancellation that meets a frame arriving, so the
+        loops also check `_stopping`, and the task is cancelled until it has ended."""
+        self._stopping = True
+        while self._task is not None and not self._task.done():
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=1.0)
 
 
 class RelayProcess:

@@ -8,8 +8,11 @@ inference lane.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +67,8 @@ class ServerState:
 
 
 STATE_KEY = web.AppKey("swapstream_state", ServerState)
+ENCODER_THREADS = min(32, (os.cpu_count() or 1) + 4)
+"""Threads of the loop's default executor, where aiortc encodes every outgoing frame (asyncio's own default size)."""
 
 MINIMAL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>swapstream</title></head>
@@ -194,9 +199,23 @@ def create_app(config: ServerConfig) -> web.Application:
     signaling.add_routes(app)
     api.add_routes(app)
     _add_page_routes(app, _find_web_root())
+    app.on_startup.append(_start_encoder_threads)
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
+
+
+async def _start_encoder_threads(app: web.Application) -> None:
+    """Give the loop a default executor whose threads all run from the start.
+
+    aiortc encodes on the loop's default executor, and asyncio's starts a thread whenever every thread is busy,
+    up to its limit: the thread count then creeps up with load over hours, which no teardown can tell from a leak.
+    """
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="swapstream-encode")
+    all_started = threading.Barrier(ENCODER_THREADS)
+    await asyncio.gather(*(loop.run_in_executor(executor, all_started.wait, 10.0) for _ in range(ENCODER_THREADS)))
+    loop.set_default_executor(executor)
 
 
 def _add_page_routes(app: web.Application, root: Path | None) -> None:

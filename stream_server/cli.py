@@ -66,6 +66,9 @@ def main(argv: Sequence[str]) -> int:
     """Entry point of `swapstream serve`; errors propagate as SwapstreamError for the dispatcher."""
     for name, value in SINGLE_THREADED_BLAS.items():
         os.environ.setdefault(name, value)
+    from stream_server.release import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: sessions' native memory then returns to the system (release.py)
     from stream_server.app import create_app
     from stream_server.config import config_from_args
 

@@ -4,7 +4,8 @@ aiortc's peer connection, its senders and receivers and their callbacks form ref
 session's objects wait for a full garbage collection. The parts that hold native resources are let go
 explicitly at the session's end instead: each sender's encoder (libvpx/x264 state, several MB) and the decoded
 frames still queued on the remote tracks. Freed native memory stays in the C allocator's arenas; on glibc
-`malloc_trim(0)` hands it back to the system (measured in docs/reliability.md).
+`malloc_trim(0)` hands it back to the system, and fewer arenas (`limit_malloc_arenas`, one per thread by
+default, up to 8 per core) leave less to fragment (both measured in docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiortc import RTCPeerConnection
 
 logger = logging.getLogger(__name__)
+
+MALLOC_ARENAS = 2
+"""glibc malloc arenas for the server process (its default: one per thread that allocates, up to 8 per core)."""
+M_ARENA_MAX = -8  # mallopt parameter number, glibc's malloc.h
 
 # aiortc 1.16 keeps a sender's encoder in this name-mangled attribute until the sender itself is collected.
 SENDER_ENCODER_ATTRIBUTE = "_RTCRtpSender__encoder"
@@ -33,6 +39,22 @@ def release_codecs(pc: RTCPeerConnection) -> None:
         if isinstance(queue, asyncio.Queue):
             while not queue.empty():
                 queue.get_nowait()
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (before the server starts its threads); False where that is not possible.
+
+    A MALLOC_ARENA_MAX set in the environment wins (glibc read it at start).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, count))
 
 
 def free_native_memory() -> None:
