@@ -2,7 +2,7 @@
 
 `swapstream export --triton` writes a model repository with these names and settings (export/triton.py),
 `swapstream triton` serves the same models through PyTriton (fleet/), and the stream server's Triton client
-(stream_server/triton_client.py) finds them by these names and checks the sha256 parameter. Standard library only,
+(stream_server/backends/triton.py) finds them by these names and checks the sha256 parameter. Standard library only,
 so the server imports it without onnx or torch.
 """
 
