@@ -11,10 +11,14 @@ from typing import Any, Literal, get_args
 
 from faces.color import COLOR_MODES, ColorMode
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode
+from stream_server.backends.triton import parse_triton_url
 from stream_server.errors import ConfigError
 
 PipelineMode = Literal["swap", "echo"]
 PIPELINE_MODES: tuple[PipelineMode, ...] = get_args(PipelineMode)
+LOCAL_INFERENCE = "local"
+InferenceFallback = Literal["none", "local"]
+INFERENCE_FALLBACKS: tuple[InferenceFallback, ...] = get_args(InferenceFallback)
 MAX_BATCH_WAIT_MS = 2.0
 
 
@@ -78,6 +82,10 @@ class ServerConfig:
     stats_interval_s: float = 1.0
     connect_timeout_s: float = 20.0
     default_options: SessionOptions = field(default_factory=SessionOptions)
+    inference: str = LOCAL_INFERENCE
+    """Where the swap models run: "local" (in this process, micro-batched) or "triton://HOST:PORT"."""
+    inference_fallback: InferenceFallback = "none"
+    """With Triton: what a frame gets while Triton fails ("none": its faces unswapped; "local": in-process)."""
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINE_MODES:
@@ -110,6 +118,18 @@ class ServerConfig:
             raise ConfigError(f"--connect-timeout must be in 1..300 s, got {self.connect_timeout_s}")
         if self.stats_interval_s <= 0:
             raise ConfigError(f"stats interval must be > 0, got {self.stats_interval_s}")
+        if self.inference != LOCAL_INFERENCE:
+            parse_triton_url(self.inference)  # ConfigError naming --inference
+        if self.inference_fallback not in INFERENCE_FALLBACKS:
+            raise ConfigError(f"--inference-fallback must be none or local, got {self.inference_fallback!r}")
+        if self.inference_fallback == "local" and not self.remote_inference:
+            raise ConfigError("--inference-fallback local needs --inference triton://HOST:PORT (the models already "
+                              "run in-process)")
+
+    @property
+    def remote_inference(self) -> bool:
+        """Whether the swap models run on Triton (--inference triton://...) rather than in this process."""
+        return self.inference != LOCAL_INFERENCE
 
     @property
     def url(self) -> str:
@@ -175,6 +195,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="longest wait for other sessions' faces to batch together, <= 2 ms (default 2)")
     parser.add_argument("--connect-timeout", type=float, default=_env(environ, "CONNECT_TIMEOUT", 20.0, float),
                         help="seconds a new peer has to connect before its session is freed (default 20)")
+    parser.add_argument("--inference", default=_env(environ, "INFERENCE", LOCAL_INFERENCE),
+                        help="where the swap models run: local (in this process, default) or triton://HOST:PORT "
+                             "(a Triton Inference Server's gRPC endpoint, shared by many servers)")
+    parser.add_argument("--inference-fallback", choices=INFERENCE_FALLBACKS,
+                        default=_env(environ, "INFERENCE_FALLBACK", "none"),
+                        help="with --inference triton://: while Triton fails, send faces out unswapped (none, "
+                             "default) or run the models in this process (local: loaded at start)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
@@ -212,4 +239,6 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         batch_wait_ms=args.batch_wait_ms,
         connect_timeout_s=args.connect_timeout,
         default_options=defaults,
+        inference=args.inference,
+        inference_fallback=args.inference_fallback,
     )
