@@ -12,7 +12,8 @@ N sessions stream at once from this process; their frames after the warm-up are 
 p50/p95 and ratio are against the in-process row of the same round and session count. Also per row: the server
 process's CPU time per frame it sent (decode, tracking, blend, encode; for in-process also inference), and for
 Triton rows Triton's own means (queue wait per request, model run per execution, faces per execution) and its
-processes' CPU time per face.
+processes' CPU time per face; and the server's own mean `infer` stage (in-process: the model run with any batching
+wait; Triton: the whole round trip to it), the hop in the server's terms, steadier than round trips.
 
     PYTHONPATH=. .venv/bin/python bench/triton_hop.py --models models/demo
     PYTHONPATH=. .venv/bin/python bench/triton_hop.py --models models/demo --sessions 1 4 --rounds 2 --seconds 15
@@ -76,6 +77,8 @@ class Row:
     frames: int
     fps_out: float
     server_cpu_ms_per_frame: float
+    server_infer_ms: float | None
+    """The server's mean `infer` stage: the model in-process (with any batching wait), or the round trip to Triton."""
     triton: dict[str, float] = field(default_factory=dict)
 
 
@@ -158,7 +161,9 @@ def measure(mode: str, sessions: int, round_: int, frames: list[np.ndarray], con
         server.stop()
     p50, p95, count = pooled(reports, config.warmup)
     fps_out = statistics.fmean(report.fps_out for report in reports)
-    row = Row(mode, sessions, round_, p50, p95, count, fps_out, server_cpu * 1000 / max(sent, 1), triton_stats)
+    infer = [report.server_stage_ms["infer"] for report in reports if "infer" in report.server_stage_ms]
+    row = Row(mode, sessions, round_, p50, p95, count, fps_out, server_cpu * 1000 / max(sent, 1),
+              statistics.fmean(infer) if infer else None, triton_stats)
     log.info("%s, %d session(s), round %d: p50 %.1f ms, p95 %.1f ms (%d frames), %.1f fps out per session", mode,
              sessions, round_, p50, p95, count, fps_out)
     return row
@@ -191,14 +196,15 @@ def print_rows(rows: list[Row], config: HopConfig) -> None:
           f"per row ({config.warmup:g} s warm-up left out), detect every {config.detect_every}; added and ratio: "
           "over in-process, same round and sessions")
     print(f"{'mode':<16} {'sess':>4} {'rnd':>3} {'p50 ms':>7} {'p95 ms':>7} {'added p50':>9} {'added p95':>9} "
-          f"{'ratio p50':>9} {'fps out':>7} {'srv CPU ms/frame':>16} {'Triton queue':>12} {'compute':>7} "
+          f"{'ratio p50':>9} {'fps out':>7} {'srv CPU ms/frame':>16} {'srv infer':>9} {'Triton queue':>12} {'compute':>7} "
           f"{'faces/exec':>10} {'CPU ms/face':>11}")
     baseline = {(r.sessions, r.round): r for r in rows if r.mode == IN_PROCESS}
     for row in rows:
         base = baseline[(row.sessions, row.round)]
         line = (f"{row.mode:<16} {row.sessions:>4} {row.round:>3} {row.p50_ms:>7.1f} {row.p95_ms:>7.1f} "
                 f"{row.p50_ms - base.p50_ms:>+9.1f} {row.p95_ms - base.p95_ms:>+9.1f} "
-                f"{row.p50_ms / base.p50_ms:>9.2f} {row.fps_out:>7.1f} {row.server_cpu_ms_per_frame:>16.1f}")
+                f"{row.p50_ms / base.p50_ms:>9.2f} {row.fps_out:>7.1f} {row.server_cpu_ms_per_frame:>16.1f} "
+                f"{row.server_infer_ms if row.server_infer_ms is not None else float('nan'):>9.2f}")
         if row.triton:
             line += (f" {row.triton['queue_ms']:>12.2f} {row.triton['compute_ms']:>7.2f} "
                      f"{row.triton['faces_per_execution']:>10.2f} {row.triton['cpu_ms_per_face']:>11.1f}")
