@@ -3,7 +3,9 @@
 `create_app(config)` loads the models (errors now, not at the first frame), builds the `ServerState` that every
 handler reaches through `app[STATE_KEY]`, and wires the routes and the shutdown hooks. Each part gets only what
 it uses: the session registry its `SessionServices`, a session's frame stages their settings, catalog and
-inference lane.
+inference lane. Where the swap models run is `--inference`: in this process behind the micro-batcher (`local`),
+or on Triton (`triton://HOST:PORT`, stream_server.remote) with no batcher here, since Triton batches across
+sessions and servers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig, SessionOptions
 from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
 from stream_server.metrics import ServerMetrics
-from stream_server.pipeline import FramePipeline, PipelineSettings
+from stream_server.pipeline import FramePipeline, Infer, PipelineSettings
+from stream_server.remote import RemoteModels, open_remote_models
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
 
 logger = logging.getLogger(__name__)
@@ -40,8 +43,10 @@ class ServerState:
     catalog: ModelCatalog
     """Every served model (manifest entry + backend)."""
     batcher: InferenceBatcher | None
-    """None for the echo pipeline."""
+    """None for the echo pipeline and with --inference triton://."""
     registry: SessionRegistry
+    remote: RemoteModels | None
+    """The Triton connection with --inference triton:// (None: every model runs in this process)."""
 
     @property
     def backends(self) -> Mapping[str, InferenceBackend]:
@@ -108,12 +113,27 @@ def _find_web_root() -> Path | None:
     return None
 
 
-def _load_catalog(config: ServerConfig) -> ModelCatalog:
-    """Every model of --models with its open backend (none without --models); ModelLoadError names the file."""
+def _load_catalog(config: ServerConfig) -> tuple[ModelCatalog, RemoteModels | None]:
+    """Every model of --models with its open backend (none without --models), and the Triton connection with
+    --inference triton://; ModelLoadError names the file, TritonModelError what Triton lacks."""
     if config.models_dir is None:
-        return ModelCatalog((), {})
+        return ModelCatalog((), {}), None
+    if config.remote_inference:
+        return open_remote_models(config.models_dir, config.inference, config.inference_fallback == "local")
     manifest, backends = load_models(config.models_dir)
-    return ModelCatalog(manifest.models, backends)
+    return ModelCatalog(manifest.models, backends), None
+
+
+def _check_swap_models(config: ServerConfig, catalog: ModelCatalog) -> None:
+    """The swap pipeline needs a swap model, and --model must name one; ModelLoadError otherwise."""
+    if config.pipeline != "swap":
+        return
+    if not catalog.swap_names:
+        raise ModelLoadError(f"--models {config.models_dir}: the manifest has no swap model")
+    try:
+        catalog.resolve(config.default_options.model)
+    except ServerError as exc:
+        raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
 
 
 @web.middleware
@@ -145,26 +165,29 @@ def create_app(config: ServerConfig) -> web.Application:
     # Imported here: the handlers import STATE_KEY from this module.
     from stream_server import api, digits_api, signaling
 
-    catalog = _load_catalog(config)
-    if config.pipeline == "swap":
-        if not catalog.swap_names:
-            raise ModelLoadError(f"--models {config.models_dir}: the manifest has no swap model")
-        try:
-            catalog.resolve(config.default_options.model)
-        except ServerError as exc:
-            raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
+    catalog, remote = _load_catalog(config)
+    try:
+        _check_swap_models(config, catalog)
+    except BaseException:
+        catalog.close()
+        if remote is not None:
+            remote.close()
+        raise
     metrics = ServerMetrics()
     batcher = None
-    if config.pipeline == "swap":
+    shared_lane: Infer | None = None
+    if config.pipeline == "swap" and remote is not None:
+        shared_lane = remote.lane(catalog, metrics)
+    elif config.pipeline == "swap":
         batcher = InferenceBatcher({name: catalog.backends[name] for name in catalog.swap_names}, config.batch_wait_ms,
                                    config.max_batch, on_batch=metrics.batch_run)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="swapstream-frame")
     settings = PipelineSettings(mode=config.pipeline, detect_every=config.detect_every,
                                 max_faces=config.max_faces, disclosure_mark=config.disclosure_mark)
 
-    def make_stages(session_id: str) -> FramePipeline:
-        lane = BatcherLane(batcher, session_id) if batcher is not None else None
-        return FramePipeline(settings, catalog, lane)
+    def make_stages(session_id: str, notify: Callable[[str], None]) -> FramePipeline:
+        lane = BatcherLane(batcher, session_id) if batcher is not None else shared_lane
+        return FramePipeline(settings, catalog, lane, notify=notify)
 
     def check_options(options: SessionOptions) -> None:
         if config.pipeline == "swap" and options.swap:
@@ -180,6 +203,7 @@ def create_app(config: ServerConfig) -> web.Application:
         catalog=catalog,
         batcher=batcher,
         registry=SessionRegistry(config.max_sessions, services),
+        remote=remote,
     )
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_error_middleware])
     app[STATE_KEY] = state
@@ -217,3 +241,5 @@ async def _on_cleanup(app: web.Application) -> None:
         state.batcher.close()
     state.executor.shutdown(wait=True)
     state.catalog.close()
+    if state.remote is not None:
+        state.remote.close()

@@ -11,10 +11,14 @@ from typing import Any, Literal, get_args
 
 from faces.color import COLOR_MODES, ColorMode
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode
+from stream_server.backends.triton import parse_triton_url
 from stream_server.errors import ConfigError
 
 PipelineMode = Literal["swap", "echo"]
 PIPELINE_MODES: tuple[PipelineMode, ...] = get_args(PipelineMode)
+LOCAL_INFERENCE = "local"
+InferenceFallback = Literal["none", "local"]
+INFERENCE_FALLBACKS: tuple[InferenceFallback, ...] = get_args(InferenceFallback)
 MAX_BATCH_WAIT_MS = 2.0
 
 
@@ -84,6 +88,11 @@ class ServerConfig:
     studio_dir: Path | None = None
     """--studio DIR: train models on uploaded faces in DIR (off when None; needs the train extra)."""
     studio_max_mb: int = 500
+    """--studio-max-mb: the largest Studio upload, all files of a job together."""
+    inference: str = LOCAL_INFERENCE
+    """Where the swap models run: "local" (in this process, micro-batched) or "triton://HOST:PORT"."""
+    inference_fallback: InferenceFallback = "none"
+    """With Triton: what a frame gets while Triton fails ("none": its faces unswapped; "local": in-process)."""
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINE_MODES:
@@ -125,6 +134,18 @@ class ServerConfig:
             raise ConfigError(f"--studio {self.studio_dir}: exists and is not a folder")
         if not 1 <= self.studio_max_mb <= 100_000:
             raise ConfigError(f"--studio-max-mb must be in 1..100000, got {self.studio_max_mb}")
+        if self.inference != LOCAL_INFERENCE:
+            parse_triton_url(self.inference)  # ConfigError naming --inference
+        if self.inference_fallback not in INFERENCE_FALLBACKS:
+            raise ConfigError(f"--inference-fallback must be none or local, got {self.inference_fallback!r}")
+        if self.inference_fallback == "local" and not self.remote_inference:
+            raise ConfigError("--inference-fallback local needs --inference triton://HOST:PORT (the models already "
+                              "run in-process)")
+
+    @property
+    def remote_inference(self) -> bool:
+        """Whether the swap models run on Triton (--inference triton://...) rather than in this process."""
+        return self.inference != LOCAL_INFERENCE
 
     @property
     def url(self) -> str:
@@ -194,6 +215,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--digits-corrections", metavar="DIR", default=_env(environ, "DIGITS_CORRECTIONS", None),
                         help="store the digits the Digits tab's users correct in DIR, for `swapstream train digits "
                              "--data DIR` (off by default; SWAPSTREAM_DIGITS_CORRECTIONS)")
+    parser.add_argument("--inference", default=_env(environ, "INFERENCE", LOCAL_INFERENCE),
+                        help="where the swap models run: local (in this process, default) or triton://HOST:PORT "
+                             "(a Triton Inference Server's gRPC endpoint, shared by many servers)")
+    parser.add_argument("--inference-fallback", choices=INFERENCE_FALLBACKS,
+                        default=_env(environ, "INFERENCE_FALLBACK", "none"),
+                        help="with --inference triton://: while Triton fails, send faces out unswapped (none, "
+                             "default) or run the models in this process (local: loaded at start)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
@@ -239,4 +267,6 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         default_options=defaults,
         studio_dir=Path(args.studio) if args.studio else None,
         studio_max_mb=args.studio_max_mb,
+        inference=args.inference,
+        inference_fallback=args.inference_fallback,
     )

@@ -181,7 +181,8 @@ class FrameScheduler:
     def _render(self, item: _Located) -> ProcessedFrame:
         rgb, stage_ms = self._stages.render(item.rgb, item.faces, item.options)
         out = TimedFrame(to_video_frame(rgb, like=item.timed.frame), item.timed.received_at)
-        faces = len(item.faces) if self._stages.swap_enabled(item.options) else 0
+        # faces count as swapped only where the model ran ("infer" timed): not while remote inference is down
+        faces = len(item.faces) if self._stages.swap_enabled(item.options) and "infer" in stage_ms else 0
         return ProcessedFrame(out, {**item.stage_ms, **stage_ms}, faces)
 
     async def close(self) -> None:

@@ -46,8 +46,8 @@ class SessionServices:
     executor: Executor
     """The frame workers."""
     metrics: ServerMetrics
-    make_stages: Callable[[str], FrameStages]
-    """A new session's frame stages, by session id."""
+    make_stages: Callable[[str, Callable[[str], None]], FrameStages]
+    """A new session's frame stages, from its id and its way to tell its client of a problem (`notify_client`)."""
     check_options: Callable[[SessionOptions], None]
     """Raises ConfigError for options this server cannot serve (for example an unknown model)."""
     connect_timeout_s: float
@@ -81,6 +81,7 @@ class Session:
         self._control = ControlChannel(self.set_options)
         self._stats = SessionStats()
         self._errors_logged = 0
+        self._loop = asyncio.get_running_loop()
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
@@ -141,7 +142,8 @@ class Session:
             return
         metrics = self._services.metrics
         self._reader = LatestFrameReader(track, on_frame=metrics.frames_in.inc, on_drop=metrics.frames_dropped.inc)
-        self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id), self._services.executor,
+        self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id, self.notify_client),
+                                         self._services.executor,
                                          options=lambda: self.options, on_processed=self._on_processed,
                                          on_error=self._report_error, on_drop=metrics.frames_dropped.inc)
         self.spawn(self._process(self._scheduler), "process")
@@ -171,6 +173,13 @@ class Session:
         if self._errors_logged <= 3:
             logger.error("session %s: frame failed: %s", self.id[:8], exc, exc_info=self._errors_logged == 1)
         self._control.send_error(f"frame failed: {exc}")
+
+    def notify_client(self, message: str) -> None:
+        """An error event on the control channel, from any thread (the frame stages run in worker threads)."""
+        try:
+            self._loop.call_soon_threadsafe(self._control.send_error, message)
+        except RuntimeError:  # the loop has closed: so has the session
+            logger.debug("session %s: not sent, the loop is closed: %s", self.id[:8], message)
 
     def _on_sent(self, encode_ms: float, added_ms: float) -> None:
         self._services.metrics.frame_sent(encode_ms, added_ms)

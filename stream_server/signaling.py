@@ -2,6 +2,11 @@
 
 Every handler reaches shared state through request.app[STATE_KEY]. Bad requests raise SignalingError,
 which the error middleware (app.py) turns into HTTP 400 with the message.
+
+The WHIP/WHEP resource URLs (`Location`, `Link`) are paths without scheme or host, so a client resolves them
+against the URL it used, a reverse proxy's included; behind a proxy that publishes this server under a path
+prefix and says so in `X-Forwarded-Prefix` (deploy/haproxy's /node/<server>), they start with that prefix
+(`forwarded_prefix`). `Forwarded` and `X-Forwarded-Proto`/`-Host` are not needed for that and are not read.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +29,9 @@ from stream_server.session import Session, SessionKind, UnknownSessionError
 logger = logging.getLogger(__name__)
 
 SDP_CONTENT_TYPE = "application/sdp"
+# A proxy's path prefix is echoed into Location headers: path segments of unreserved characters only.
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+_MAX_PREFIX_LENGTH = 256
 
 
 def check_token(request: web.Request) -> None:
@@ -58,6 +67,21 @@ async def read_body(request: web.Request) -> str:
         return body.decode(request.charset or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:
         raise SignalingError(f"request body is not text: {exc}") from exc
+
+
+def forwarded_prefix(request: web.Request) -> str:
+    """The path prefix a reverse proxy publishes this server under (X-Forwarded-Prefix, without a trailing "/"),
+    "" without one; resource paths are that prefix + "/whip/<id>" etc. Checked before anything is created:
+    SignalingError (400) for a prefix that is not a plain path like `/node/media1` (segments of letters, digits
+    and `-._~`, none of them `.` or `..`).
+    """
+    prefix = request.headers.get("X-Forwarded-Prefix", "").strip().rstrip("/")
+    segments = prefix.split("/")
+    if prefix and (len(prefix) > _MAX_PREFIX_LENGTH or segments[0] != ""
+                   or not all(_PREFIX_SEGMENT.fullmatch(segment) for segment in segments[1:])):
+        raise SignalingError(f"X-Forwarded-Prefix {prefix[:_MAX_PREFIX_LENGTH]!r} is not a path prefix like "
+                             "/node/media1 (segments of letters, digits and -._~)")
+    return prefix
 
 
 def _check_sdp(sdp: Any, what: str) -> str:
@@ -143,11 +167,12 @@ async def handle_whip_post(request: web.Request) -> web.Response:
     """POST /whip (RFC 9725): an SDP offer -> 201 Created, Location /whip/<id>, the SDP answer."""
     check_token(request)
     _require_sdp_content_type(request, "POST /whip")
+    prefix = forwarded_prefix(request)
     sdp = _check_sdp(await read_body(request), "POST /whip")
     session, answer = await _start_session(request, sdp, {}, "whip", "POST /whip")
     return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
-                        headers={"Location": f"/whip/{session.id}", "ETag": f'"{session.id}"',
-                                 "Link": f'</whep/{session.id}>; rel="alternate"'})
+                        headers={"Location": f"{prefix}/whip/{session.id}", "ETag": f'"{session.id}"',
+                                 "Link": f'<{prefix}/whep/{session.id}>; rel="alternate"'})
 
 
 async def handle_whip_delete(request: web.Request) -> web.Response:
@@ -163,6 +188,7 @@ async def handle_whep_post(request: web.Request) -> web.Response:
     """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video."""
     check_token(request)
     _require_sdp_content_type(request, "POST /whep")
+    prefix = forwarded_prefix(request)
     state = request.app[STATE_KEY]
     session = state.registry.get(request.match_info["session_id"])
     sdp = _check_sdp(await read_body(request), "POST /whep")
@@ -179,7 +205,7 @@ async def handle_whep_post(request: web.Request) -> web.Response:
         raise
     logger.info("session %s: WHEP viewer %s joined", session.id[:8], viewer_id[:8])
     return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
-                        headers={"Location": f"/whep/{session.id}/{viewer_id}"})
+                        headers={"Location": f"{prefix}/whep/{session.id}/{viewer_id}"})
 
 
 async def handle_whep_delete(request: web.Request) -> web.Response:

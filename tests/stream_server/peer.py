@@ -180,6 +180,7 @@ class WhipPublisher:
     pc: RTCPeerConnection
     source: NumberedVideoTrack
     location: str
+    link: str | None = None
 
     async def close(self, base_url: str, token: str | None = None) -> int:
         """DELETE the resource, then close; returns the DELETE status."""
@@ -191,25 +192,26 @@ class WhipPublisher:
         return status
 
 
-async def post_sdp(url: str, sdp: str, token: str | None = None) -> tuple[int, str, dict[str, str]]:
-    headers = {"Content-Type": "application/sdp", **auth_headers(token)}
+async def post_sdp(url: str, sdp: str, token: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    headers = {"Content-Type": "application/sdp", **auth_headers(token), **(headers or {})}
     async with aiohttp.ClientSession() as http:
         async with http.post(url, data=sdp.encode(), headers=headers) as response:
             return response.status, await response.text(), dict(response.headers)
 
 
 async def open_whip_publisher(base_url: str, frames: list[np.ndarray], fps: float,
-                              token: str | None = None) -> WhipPublisher:
+                              token: str | None = None, headers: dict[str, str] | None = None) -> WhipPublisher:
     pc = RTCPeerConnection()
     source = NumberedVideoTrack(frames, fps)
     pc.addTransceiver(source, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    status, text, headers = await post_sdp(base_url + "whip", pc.localDescription.sdp, token)
+    status, text, answer_headers = await post_sdp(base_url + "whip", pc.localDescription.sdp, token, headers)
     if status != 201:
         await pc.close()
         raise AssertionError(f"POST /whip -> {status}: {text}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
-    return WhipPublisher(pc, source, headers["Location"])
+    return WhipPublisher(pc, source, answer_headers["Location"], answer_headers.get("Link"))
 
 
 @dataclass
@@ -232,7 +234,8 @@ class WhepViewer:
         return status
 
 
-async def open_whep_viewer(base_url: str, session_path: str, token: str | None = None) -> WhepViewer:
+async def open_whep_viewer(base_url: str, session_path: str, token: str | None = None,
+                           headers: dict[str, str] | None = None) -> WhepViewer:
     """POST /whep/<id> with a receive-only offer; collects the returned frames."""
     pc = RTCPeerConnection()
     received = Received()
@@ -244,9 +247,10 @@ async def open_whep_viewer(base_url: str, session_path: str, token: str | None =
         tasks.append(asyncio.ensure_future(collect(track, received)))
 
     await pc.setLocalDescription(await pc.createOffer())
-    status, text, headers = await post_sdp(base_url.rstrip("/") + session_path, pc.localDescription.sdp, token)
+    status, text, answer_headers = await post_sdp(base_url.rstrip("/") + session_path, pc.localDescription.sdp,
+                                                  token, headers)
     if status != 201:
         await pc.close()
         raise AssertionError(f"POST {session_path} -> {status}: {text}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
-    return WhepViewer(pc, received, headers["Location"], tasks)
+    return WhepViewer(pc, received, answer_headers["Location"], tasks)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 SERVER_DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
-PATH_LINE = re.compile(r"^\d+\. `([A-Za-z_][\w.]*)` — ", re.M)
+PATH_LINE = re.compile(r"^ *\d+\. `([A-Za-z_][\w.]*)` — ", re.M)  # nested items (alternatives) too
 
 
 def _frame_path_names() -> list[str]:
