@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from swapstream.manifest import utc_now
 
 JobState = Literal["queued", "extracting", "training", "exporting", "done", "failed", "cancelled"]
 Side = Literal["a", "b"]
@@ -15,11 +16,6 @@ ACTIVE_STATES: tuple[JobState, ...] = ("extracting", "training", "exporting")
 FINAL_STATES: tuple[JobState, ...] = ("done", "failed", "cancelled")
 JOB_ID = re.compile(r"[0-9a-f]{12}")
 JOB_VERSION = 1
-
-
-def utc_now() -> str:
-    """Now as ISO 8601 UTC with a Z, whole seconds (the manifest's style)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
