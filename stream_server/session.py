@@ -15,9 +15,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 
+from rtc.audio import EncodedAudioTap, install_audio_buffer
+from stream_server.audio import AudioRelay, ForwardedAudioTrack, VideoDelay
 from stream_server.config import SessionOptions
 from stream_server.control import ControlChannel, SessionStats
 from stream_server.errors import ServerError
@@ -78,6 +80,9 @@ class Session:
         self._on_closed = on_closed
         self._reader: LatestFrameReader | None = None
         self._scheduler: FrameScheduler | None = None
+        self.video_delay = VideoDelay()
+        self.audio: AudioRelay | None = None
+        """The peer's audio on its way out (None until, and unless, the peer sends an audio track)."""
         self._control = ControlChannel(self.set_options)
         self._stats = SessionStats()
         self._errors_logged = 0
@@ -123,6 +128,8 @@ class Session:
         if self._reader is not None:
             await self._reader.stop()
         self.broadcaster.close()
+        if self.audio is not None:
+            self.audio.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         viewers = list(self.viewers.values())
         self.viewers.clear()
@@ -134,7 +141,10 @@ class Session:
 
     # -- media -----------------------------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
-        """Process the peer's first video track (an /offer peer gets the result back); drain any other track."""
+        """Process the peer's first video track and forward its first audio track (an /offer peer gets both
+        back); drain any other track."""
+        if track.kind == "audio" and self.audio is None and self._forward_audio(track):
+            return
         if self._reader is not None or track.kind != "video":
             # aiortc queues every decoded frame of every track without bound: an ignored track must still be read.
             self.spawn(discard(track), f"discard-{track.kind}")
@@ -149,9 +159,30 @@ class Session:
         if self.kind == "offer":
             self.pc.addTrack(self.subscribe())
 
+    def _forward_audio(self, track: MediaStreamTrack) -> bool:
+        """Tap the audio track's receiver for its Opus packets and relay them (stream_server.audio); False if
+        the receiver cannot be tapped (the track is then drained like any other)."""
+        receiver = self._receiver_of(track)
+        relay = AudioRelay(self.video_delay)
+        if receiver is None or not install_audio_buffer(receiver, EncodedAudioTap(relay.push)):
+            logger.warning("session %s: the peer's audio is not forwarded (its receiver cannot be tapped)", self.id[:8])
+            return False
+        self.audio = relay
+        self.spawn(relay.run(), "audio")
+        if self.kind == "offer":
+            self.pc.addTrack(relay.subscribe())
+        return True
+
+    def _receiver_of(self, track: MediaStreamTrack) -> RTCRtpReceiver | None:
+        return next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+
     def subscribe(self) -> ProcessedVideoTrack:
         """A new outgoing track carrying this session's processed video."""
         return self.broadcaster.subscribe()
+
+    def subscribe_audio(self) -> ForwardedAudioTrack | None:
+        """A new outgoing track carrying this session's audio, in step with its video; None without audio."""
+        return self.audio.subscribe() if self.audio is not None else None
 
     async def _process(self, scheduler: FrameScheduler) -> None:
         await scheduler.run()
@@ -175,6 +206,7 @@ class Session:
     def _on_sent(self, encode_ms: float, added_ms: float) -> None:
         self._services.metrics.frame_sent(encode_ms, added_ms)
         self._stats.frame_sent(encode_ms, added_ms)
+        self.video_delay.observe(added_ms / 1000)
 
     # -- options and the control channel ---------------------------------------------------------------------
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -197,7 +229,16 @@ class Session:
             self._control.send({**self._stats.snapshot_and_reset(), "type": "stats", "session_id": self.id,
                                 "frames_in": reader.received if reader else 0,
                                 "frames_dropped": reader.dropped if reader else 0,
-                                "viewers": len(self.viewers)})
+                                "viewers": len(self.viewers), "audio": self._audio_stats()})
+
+    def _audio_stats(self) -> dict[str, Any] | None:
+        """The audio relay's figures for the stats message (None when the peer sends no audio)."""
+        relay = self.audio
+        if relay is None:
+            return None
+        delay = relay.delay_s
+        return {"delay_ms": round(delay * 1000, 1) if delay is not None else None, "packets_in": relay.received,
+                "packets_out": relay.forwarded, "packets_dropped": relay.dropped}
 
     # -- WHEP viewers ----------------------------------------------------------------------------------------
     def add_viewer(self, pc: RTCPeerConnection) -> str:
