@@ -54,14 +54,21 @@ class FlashClip:
 
     fps: float
     period_s: float = FLASH_PERIOD_S
+    lit_frames: int = 1
+    """Frames each flash lasts (the profiler times the first; a recording test may want a flash that survives a
+    dropped frame)."""
 
     def flash_index(self, flash: int) -> int:
-        """The video frame that shows flash number `flash`."""
+        """The video frame that shows flash number `flash` first."""
         return round(flash * self.period_s * self.fps)
 
     def is_flash(self, index: int) -> bool:
-        """Whether video frame `index` shows a flash."""
+        """Whether video frame `index` is the first frame of a flash."""
         return self.flash_index(round(index / (self.period_s * self.fps))) == index
+
+    def is_lit(self, index: int) -> bool:
+        """Whether video frame `index` shows a flash (its first frame or one of the `lit_frames` after it)."""
+        return any(self.is_flash(index - back) for back in range(self.lit_frames))
 
     def click_sample(self, index: int) -> int:
         """The audio sample at which the click of flash frame `index` starts (the frame's own instant)."""
@@ -75,9 +82,9 @@ class FlashClip:
         return slice(margin, margin + side), slice(width - margin - side, width - margin)
 
     def mark(self, index: int, rgb: np.ndarray) -> np.ndarray:
-        """Draw the square on frame `index`: white on a flash frame, black otherwise."""
+        """Draw the square on frame `index`: white while a flash lasts, black otherwise."""
         rows, cols = self.square(rgb.shape[1], rgb.shape[0])
-        rgb[rows, cols] = 255 if self.is_flash(index) else 0
+        rgb[rows, cols] = 255 if self.is_lit(index) else 0
         return rgb
 
     def shows_flash(self, rgb: np.ndarray) -> bool:
@@ -132,6 +139,8 @@ async def _collect_clicks(audio: MediaStreamTrack, onsets: list[float]) -> None:
         while True:
             frame = await audio.recv()
             arrived = time.monotonic()
+            if not isinstance(frame, av.AudioFrame):
+                continue
             samples = np.abs(frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0].astype(np.int32))
             loud = np.flatnonzero(samples > ONSET_LEVEL)
             if loud.size and arrived >= quiet_until:

@@ -10,8 +10,8 @@ timestamps' spacing; only the time they leave at changes.
 
 Bounded everywhere: the relay holds at most MAX_AUDIO_DELAY_S of audio (the delay is clamped there) and each
 outgoing track at most TRACK_QUEUE_PACKETS; a consumer that falls behind loses its oldest packets (counted),
-nothing grows. Audio that arrives before the session's first processed frame has been sent is dropped: until then
-there is no video to keep step with.
+nothing grows. Audio that arrives before the session's first processed frames have been sent (MIN_DELAY_FRAMES) is
+dropped: until then there is no video to keep step with.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.packet import Packet
@@ -37,6 +38,9 @@ AUDIO_TIME_BASE = Fraction(1, AUDIO_CLOCK_HZ)
 DELAY_WINDOW_FRAMES = 15
 """Frames the video delay is the median of: one second at 15 fps. A median ignores the first frame's wait for
 face detection and single slow frames, and follows a lasting change within half a window."""
+MIN_DELAY_FRAMES = 3
+"""Frames sent before the estimate counts: the first ones wait for the first face detection, so a median of
+fewer would be theirs."""
 MAX_AUDIO_DELAY_S = 1.0
 PACKET_S = 0.02
 """Opus's usual frame length, used only to size the bounds."""
@@ -50,7 +54,7 @@ class VideoDelay:
 
     `observe` takes one frame's delay: from the server holding its decoded input to the processed frame's
     packets having been sent (measured by the outgoing track when the sender asks for the next frame). The
-    estimate is the median of the last DELAY_WINDOW_FRAMES observations; None before the first.
+    estimate is the median of the last DELAY_WINDOW_FRAMES observations; None before MIN_DELAY_FRAMES.
     """
 
     def __init__(self, window: int = DELAY_WINDOW_FRAMES) -> None:
@@ -62,8 +66,8 @@ class VideoDelay:
 
     @property
     def seconds(self) -> float | None:
-        """The current estimate, or None before any frame was sent."""
-        return statistics.median(self._recent) if self._recent else None
+        """The current estimate, or None until MIN_DELAY_FRAMES frames were sent."""
+        return statistics.median(self._recent) if len(self._recent) >= MIN_DELAY_FRAMES else None
 
 
 class AudioRelay:
@@ -167,7 +171,7 @@ class ForwardedAudioTrack(MediaStreamTrack):
         self._queue.append(audio)
         self._ready.set()
 
-    async def recv(self) -> Packet:
+    async def recv(self) -> Packet[Any]:
         """The next packet (aiortc's sender takes an av.Packet as already encoded)."""
         while True:
             if self.readyState != "live":
