@@ -219,18 +219,18 @@ async def measure_av(endpoint: ServerEndpoint, frames: list[np.ndarray], fps: fl
     return report
 
 
-def format_av_summary(report: AvReport) -> str:
-    """The lines `swapstream profile --av` prints."""
-    offset, absolute = report.offset_ms, report.abs_offset_ms
+def format_av_summary(report: dict[str, Any]) -> str:
+    """The lines `swapstream profile --av` prints, from `AvReport.summary()`."""
+    offset, absolute = report["offset_ms"], report["abs_offset_ms"]
+    counts = (f"{report['flashes_back']}/{report['flashes_sent']} flashes and {report['clicks_back']} clicks came "
+              "back")
     if not offset:
-        return (f"A/V: no flash and click came back as a pair ({report.flashes_back} of {report.flashes_sent} "
-                f"flashes, {report.clicks_back} clicks)")
+        return f"A/V: no flash and click came back as a pair ({counts})"
     return "\n".join([
         f"A/V offset (sound minus picture, + = sound late) over {offset['count']} flashes: p50 {offset['p50']:+.1f} "
         f"ms, p95 {offset['p95']:+.1f} ms (min {offset['min']:+.1f}, max {offset['max']:+.1f}); |offset| p50 "
         f"{absolute['p50']:.1f} ms, p95 {absolute['p95']:.1f} ms",
-        f"  round trip of the flashes p50 {report.video_round_trip_ms['p50']:.1f} ms, of the clicks p50 "
-        f"{report.audio_round_trip_ms['p50']:.1f} ms; server audio delay {report.server_audio_delay_ms} ms, "
-        f"video added {report.server_added_ms} ms (last second); {report.flashes_back}/{report.flashes_sent} "
-        f"flashes and {report.clicks_back} clicks came back",
+        f"  round trip of the flashes p50 {report['video_round_trip_ms']['p50']:.1f} ms, of the clicks p50 "
+        f"{report['audio_round_trip_ms']['p50']:.1f} ms; the server's audio delay {report['server_audio_delay_ms']} "
+        f"ms, its video added latency {report['server_added_ms']} ms (mean); {counts}",
     ])
