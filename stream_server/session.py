@@ -18,13 +18,14 @@ from typing import Any, Literal
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 
-from rtc.audio import EncodedAudioTap, install_audio_buffer
+from rtc.audio import EncodedAudio, EncodedAudioTap, install_audio_buffer
 from stream_server.audio import AudioRelay, ForwardedAudioTrack, VideoDelay
 from stream_server.config import SessionOptions
 from stream_server.control import ControlChannel, SessionStats
-from stream_server.errors import ServerError
+from stream_server.errors import ConfigError, ServerError
 from stream_server.frames import FrameScheduler, FrameStages, ProcessedFrame
 from stream_server.metrics import ServerMetrics
+from stream_server.recording import RecordedFile, RecordingSettings, SessionRecording
 from stream_server.tracks import FrameBroadcaster, LatestFrameReader, ProcessedVideoTrack, discard
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class SessionServices:
     """Raises ConfigError for options this server cannot serve (for example an unknown model)."""
     connect_timeout_s: float
     stats_interval_s: float
+    recording: RecordingSettings | None = None
+    """None unless the server records (--record DIR)."""
+    record_all: bool = False
+    """Record every session from its first frame (--record-all)."""
 
 
 class Session:
@@ -83,7 +88,8 @@ class Session:
         self.video_delay = VideoDelay()
         self.audio: AudioRelay | None = None
         """The peer's audio on its way out (None until, and unless, the peer sends an audio track)."""
-        self._control = ControlChannel(self.set_options)
+        self.recording: SessionRecording | None = None
+        self._control = ControlChannel(self.set_options, self.set_recording)
         self._stats = SessionStats()
         self._errors_logged = 0
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -137,6 +143,9 @@ class Session:
         await self.pc.close()
         if self._scheduler is not None:
             await self._scheduler.close()
+        if self.recording is not None:
+            self.recording.stop()
+            await self.recording.wait()
         logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
 
     # -- media -----------------------------------------------------------------------------------------------
@@ -158,6 +167,8 @@ class Session:
         self.spawn(self._report_stats(), "stats")
         if self.kind == "offer":
             self.pc.addTrack(self.subscribe())
+        if self._services.record_all:
+            self.set_recording(True)
 
     def _forward_audio(self, track: MediaStreamTrack) -> bool:
         """Tap the audio track's receiver for its Opus packets and relay them (stream_server.audio); False if
@@ -168,6 +179,7 @@ class Session:
             logger.warning("session %s: the peer's audio is not forwarded (its receiver cannot be tapped)", self.id[:8])
             return False
         self.audio = relay
+        relay.listeners.append(self._record_sound)
         self.spawn(relay.run(), "audio")
         if self.kind == "offer":
             self.pc.addTrack(relay.subscribe())
@@ -196,6 +208,8 @@ class Session:
         metrics.faces.inc(processed.faces)
         self._stats.frame_processed(processed.stage_ms, processed.faces)
         self.broadcaster.publish(processed.timed)
+        if self.recording is not None:
+            self.recording.picture(processed.rgb, processed.timed.received_at, processed.options)
 
     def _report_error(self, exc: Exception) -> None:
         self._errors_logged += 1
@@ -207,6 +221,31 @@ class Session:
         self._services.metrics.frame_sent(encode_ms, added_ms)
         self._stats.frame_sent(encode_ms, added_ms)
         self.video_delay.observe(added_ms / 1000)
+
+    # -- recording (--record DIR) -----------------------------------------------------------------------------
+    def set_recording(self, on: bool) -> dict[str, Any]:
+        """Start or stop recording this session (stream_server.recording); the status to tell the client.
+
+        ConfigError when the server does not record.
+        """
+        settings = self._services.recording
+        if settings is None:
+            raise ConfigError("this server does not record: start it with --record DIR")
+        if on and (self.recording is None or not self.recording.active):
+            source = f"a live stream sent to swapstream serve ({'WHIP' if self.kind == 'whip' else 'POST /offer'})"
+            self.recording = SessionRecording(self.id, settings, source, has_audio=lambda: self.audio is not None,
+                                              on_finished=self._recorded)
+        elif not on and self.recording is not None:
+            self.recording.stop()
+        return {"type": "record", "on": self.recording is not None and self.recording.active,
+                "signed": settings.credentials is not None}
+
+    def _record_sound(self, audio: EncodedAudio) -> None:
+        if self.recording is not None:
+            self.recording.sound(audio)
+
+    def _recorded(self, finished: RecordedFile) -> None:
+        self._control.send(finished.message())
 
     # -- options and the control channel ---------------------------------------------------------------------
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
