@@ -1,8 +1,8 @@
-"""Recording a live stream to MP4: H.264 video and AAC audio, each placed at the time it was received.
+"""Recording a live stream to MP4: H.264 video and AAC audio, each placed at its own time.
 
 Both the client (`swapstream client --output`) and the server (`swapstream serve --record`) write their recordings
 with `Mp4Recorder`. Video frames and audio frames come with times in seconds on one clock (any origin: the first
-video frame starts the file). Video frames keep their times (variable frame rate, as they arrived). Audio is
+video frame starts the file). Video frames keep their times (a variable frame rate where frames were dropped). Audio is
 written as one gap-free sample stream, because an AAC track has no holes: each frame goes right after the
 previous one unless that would put it more than AUDIO_SLACK_S away from its own time; then silence fills a gap
 (the sender paused, packets were lost) or the frame is dropped (audio running ahead of its times), so the sound
@@ -15,6 +15,7 @@ from __future__ import annotations
 import fractions
 import logging
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -146,7 +147,7 @@ class Mp4Recorder:
         self._audio_next += frame.samples
         self._mux(self._audio.encode(frame))
 
-    def _mux(self, packets: list[av.Packet]) -> None:
+    def _mux(self, packets: list[av.Packet[Any]]) -> None:
         assert self._container is not None
         try:
             for packet in packets:

@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.packet import Packet
 
 from rtc.audio import EncodedAudio
+from stream_server.tracks import Subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class AudioRelay:
         self._held: deque[tuple[float, EncodedAudio]] = deque()
         self._wake = asyncio.Event()
         self._last_release = 0.0
-        self._subscribers: set[ForwardedAudioTrack] = set()
+        self._subscribers = Subscribers[ForwardedAudioTrack]()
         self._closed = False
         self.listeners: list[Callable[[EncodedAudio], None]] = []
         self.received = 0
@@ -127,29 +128,22 @@ class AudioRelay:
                 await asyncio.sleep(wait)
             self._held.popleft()
             self.forwarded += 1
-            for track in list(self._subscribers):
+            for track in self._subscribers:
                 track.offer(audio)
 
     def subscribe(self) -> ForwardedAudioTrack:
         """A new outgoing audio track fed by this relay."""
-        track = ForwardedAudioTrack(self)
-        if self._closed:
-            track.stop()
-        else:
-            self._subscribers.add(track)
-        return track
+        return self._subscribers.add(ForwardedAudioTrack(self))
 
     def unsubscribe(self, track: ForwardedAudioTrack) -> None:
         """Stop feeding `track`."""
-        self._subscribers.discard(track)
+        self._subscribers.remove(track)
 
     def close(self) -> None:
         """End every subscribed track and drop what is held."""
         self._closed = True
         self._held.clear()
-        for track in list(self._subscribers):
-            track.stop()
-        self._subscribers.clear()
+        self._subscribers.close()
 
 
 class ForwardedAudioTrack(MediaStreamTrack):

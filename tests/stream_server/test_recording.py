@@ -16,7 +16,8 @@ from provenance.errors import CertificateError
 from provenance.keys import KeyFiles
 from provenance.signer import SigningConfig
 from provenance.verify import verify_file
-from stream_server.config import config_from_args
+from stream_server.app import create_app
+from stream_server.config import ServerConfig, config_from_args
 from stream_server.errors import ConfigError
 from tests.fixtures.provenance import flip_video_byte, mp4_boxes
 from tests.fixtures.server import Clip, RunningServer, start_server
@@ -142,11 +143,11 @@ def test_record_without_signing_is_refused_unless_unsigned_is_asked_for(tmp_path
 def test_a_missing_or_wrong_certificate_stops_the_server_at_start(signing_keys: KeyFiles, other_keys: KeyFiles,
                                                                   tmp_path: Path) -> None:
     with pytest.raises(CertificateError, match="does not belong to the certificate"):
-        start_server(pipeline="echo", record_dir=tmp_path / "rec", signing=SigningConfig(signing_keys.chain,
-                                                                                           other_keys.key))
+        create_app(ServerConfig(pipeline="echo", record_dir=tmp_path / "rec",
+                                signing=SigningConfig(signing_keys.chain, other_keys.key)))
     with pytest.raises(CertificateError, match="missing.pem"):
-        start_server(pipeline="echo", record_dir=tmp_path / "rec",
-                     signing=SigningConfig(tmp_path / "missing.pem", signing_keys.key))
+        create_app(ServerConfig(pipeline="echo", record_dir=tmp_path / "rec",
+                                signing=SigningConfig(tmp_path / "missing.pem", signing_keys.key)))
     assert not (tmp_path / "rec").exists()  # stopped before it made anything
 
 
