@@ -126,6 +126,8 @@ class AudioRelay:
             if wait > 0:
                 # Packets pushed meanwhile are released later than this one, so the head stays the head.
                 await asyncio.sleep(wait)
+                if not self._held:
+                    continue  # closed meanwhile
             self._held.popleft()
             self.forwarded += 1
             for track in self._subscribers:

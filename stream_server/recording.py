@@ -42,7 +42,6 @@ from provenance.signer import SigningCredentials
 from rtc.audio import EncodedAudio
 from stream_server.config import SessionOptions
 from swapstream.atomic import atomic_path
-from swapstream.errors import SwapstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +123,20 @@ class FileWriter:
 
     async def finish(self) -> RecordedFile | None:
         """Close the file (sign it, rename it into place) and return it; None if no frame reached it."""
-        await asyncio.to_thread(self._queue.put, _STOP)
-        await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._stop_thread)
         if self._error is not None:
             raise self._error
         return self._result
+
+    def _stop_thread(self) -> None:
+        # A writer that failed takes nothing from its queue any more: keep trying only while it runs.
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
 
     def _run(self) -> None:
         try:
@@ -137,7 +145,7 @@ class FileWriter:
                 self._result = self._sign(partial, recorder)
         except _Empty:
             logger.info("recording %s: no frame, no file", self.path.name)
-        except (SwapstreamError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the thread's edge: a failed recording must not go unreported
             logger.error("recording %s failed: %s", self.path.name, exc)
             self._error = exc
 
@@ -247,7 +255,7 @@ class SessionRecording:
     async def _finish(self, writer: FileWriter) -> None:
         try:
             finished = await writer.finish()
-        except (SwapstreamError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - reported by the writer's thread; the session goes on
             logger.error("recording %s was not kept: %s", writer.path.name, exc)
             return
         if finished is not None:
