@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 QUEUE_ITEMS = 128
 """About two seconds of 15 fps video with its 50 packets/s of sound: the slack the writer thread gets."""
+QUEUED_PICTURES = 30
+"""Of which at most this many pictures (2 s at 15 fps; 28 MB at 640x480), whatever the sound does."""
 NOMINAL_FPS = 30.0
 """The rate the MP4 declares; the frames keep their own times."""
 OPUS_TIME_BASE = Fraction(1, 48_000)
@@ -85,7 +87,9 @@ class RecordedFile:
 
 
 @dataclass(frozen=True)
-class _Picture:
+class Picture:
+    """A processed frame's pixels (not changed afterwards) and when its input reached the server."""
+
     rgb: NDArray[np.uint8]
     received_at: float
 
@@ -108,18 +112,25 @@ class FileWriter:
         self._source = source
         self._audio = audio
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_ITEMS)
+        self._picture_room = threading.BoundedSemaphore(QUEUED_PICTURES)
         self.dropped = 0
         self._result: RecordedFile | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"swapstream-record-{path.stem[:8]}", daemon=True)
         self._thread.start()
 
-    def put(self, item: _Picture | EncodedAudio) -> None:
+    def put(self, item: Picture | EncodedAudio) -> None:
         """Queue a picture (RGB, input arrival time) or a sound packet; dropped (counted) when the queue is full."""
+        picture = isinstance(item, Picture)
+        if picture and not self._picture_room.acquire(blocking=False):
+            self.dropped += 1
+            return
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
+            if picture:
+                self._picture_room.release()
 
     async def finish(self) -> RecordedFile | None:
         """Close the file (sign it, rename it into place) and return it; None if no frame reached it."""
@@ -154,7 +165,8 @@ class FileWriter:
         decoder = _opus_decoder() if self._audio else None
         try:
             while (item := self._queue.get()) is not _STOP:
-                if isinstance(item, _Picture):
+                if isinstance(item, Picture):
+                    self._picture_room.release()
                     recorder.write(item.rgb, item.received_at)
                 elif isinstance(item, EncodedAudio) and decoder is not None:
                     for frame in _decode(decoder, item):
@@ -230,7 +242,7 @@ class SessionRecording:
             self._next_file(options)
         self._options = options
         assert self._writer is not None
-        self._writer.put(_Picture(rgb, received_at))
+        self._writer.put(Picture(rgb, received_at))
 
     def sound(self, audio: EncodedAudio) -> None:
         """An audio packet as it reached the server."""

@@ -159,3 +159,26 @@ def test_serve_prints_the_certificate_error_and_exits_1(signing_keys: KeyFiles, 
                  str(signing_keys.chain), "--sign-key", str(other_keys.key)])
     assert code == 1
     assert "does not belong to the certificate" in capsys.readouterr().err
+
+
+async def test_a_writer_that_falls_behind_drops_pictures_and_never_blocks_the_caller(tmp_path: Path) -> None:
+    """The live path's put is non-blocking and bounded: a burst far faster than H.264 encoding is dropped, counted."""
+    import time
+
+    import numpy as np
+
+    from stream_server.recording import QUEUED_PICTURES, FileWriter, Picture, RecordingSettings
+
+    writer = FileWriter(tmp_path / "burst.mp4", RecordingSettings(tmp_path, None, lambda options: None),
+                        model=None, source="a test", audio=False)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    started = time.perf_counter()
+    for index in range(200):
+        writer.put(Picture(frame, index / 15))
+    putting = time.perf_counter() - started
+    finished = await writer.finish()
+    assert finished is not None and not finished.signed and "--record-unsigned" in finished.reason
+    assert putting < 0.5, f"200 puts took {putting:.2f} s"
+    assert finished.dropped > 0 and finished.frames + finished.dropped == 200
+    assert finished.frames >= QUEUED_PICTURES
+
