@@ -275,6 +275,10 @@ class SessionRecording:
                         "signed" if finished.signed else "NOT signed", f" ({finished.reason})" if finished.reason else "")
             self._on_finished(finished)
 
+    def start(self) -> None:
+        """Record again after `stop`: the next frame starts the next file (never one already written)."""
+        self.active = True
+
     def stop(self) -> None:
         """Stop recording now; the current file is finished in the background (`wait` for it)."""
         self.active = False

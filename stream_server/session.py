@@ -231,11 +231,13 @@ class Session:
         settings = self._services.recording
         if settings is None:
             raise ConfigError("this server does not record: start it with --record DIR")
-        if on and (self.recording is None or not self.recording.active):
+        if on and self.recording is None:
             source = f"a live stream sent to swapstream serve ({'WHIP' if self.kind == 'whip' else 'POST /offer'})"
             self.recording = SessionRecording(self.id, settings, source, has_audio=lambda: self.audio is not None,
                                               on_finished=self._recorded)
-        elif not on and self.recording is not None:
+        elif on and self.recording is not None:
+            self.recording.start()  # again, after a stop: the next file gets the next number
+        elif self.recording is not None:
             self.recording.stop()
         return {"type": "record", "on": self.recording is not None and self.recording.active,
                 "signed": settings.credentials is not None}

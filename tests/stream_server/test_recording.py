@@ -74,12 +74,18 @@ async def test_a_session_recorded_on_request_is_signed_with_its_model_and_has_so
         await asyncio.sleep(2.0)
         assert (await _control(peer, {"type": "record", "on": False}, "record"))["on"] is False
         assert await wait_for(lambda: sum(m.get("type") == "recorded" for m in peer.messages) >= 2, 30), peer.messages
+        # Recording again never overwrites a finished file: the next one gets the next number.
+        assert (await _control(peer, {"type": "record", "on": True}, "record"))["on"] is True
+        await asyncio.sleep(1.0)
+        await _control(peer, {"type": "record", "on": False}, "record")
+        assert await wait_for(lambda: sum(m.get("type") == "recorded" for m in peer.messages) >= 3, 30), peer.messages
     finally:
         await peer.close()
-    recorded = [m for m in peer.messages if m.get("type") == "recorded"]
+    recorded = [m for m in peer.messages if m.get("type") == "recorded"][:2]
     session = peer.session_id
-    assert [m["file"] for m in recorded] == [f"{session}.mp4", f"{session}-2.mp4"]
-    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(session)) == sorted(m["file"] for m in recorded)
+    assert [m["file"] for m in peer.messages if m.get("type") == "recorded"] == \
+        [f"{session}.mp4", f"{session}-2.mp4", f"{session}-3.mp4"]
+    assert len([p for p in folder.iterdir() if p.name.startswith(session)]) == 3
     for message, model in zip(recorded, ("swap_a2b", "swap_b2a")):
         path = folder / message["file"]
         assert message["signed"] and message["frames"] >= 5, message
