@@ -23,9 +23,12 @@ from stream_server.backends import InferenceBackend, load_models
 from stream_server.batching import BatcherLane, InferenceBatcher
 from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig, SessionOptions
-from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
+from stream_server.errors import AuthError, ConfigError, ModelLoadError, ServerError, SignalingError
+from provenance.facts import ModelFacts
+from provenance.signer import SigningCredentials, load_signing_credentials
 from stream_server.metrics import ServerMetrics
 from stream_server.pipeline import FramePipeline, Infer, PipelineSettings
+from stream_server.recording import RecordingSettings
 from stream_server.remote import RemoteModels, open_remote_models
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
 
@@ -165,6 +168,7 @@ def create_app(config: ServerConfig) -> web.Application:
     # Imported here: the handlers import STATE_KEY from this module.
     from stream_server import api, digits_api, signaling
 
+    credentials = _signing_credentials(config)
     catalog, remote = _load_catalog(config)
     try:
         _check_swap_models(config, catalog)
@@ -195,7 +199,9 @@ def create_app(config: ServerConfig) -> web.Application:
 
     services = SessionServices(executor=executor, metrics=metrics, make_stages=make_stages,
                                check_options=check_options, connect_timeout_s=config.connect_timeout_s,
-                               stats_interval_s=config.stats_interval_s)
+                               stats_interval_s=config.stats_interval_s,
+                               recording=_recording_settings(config, catalog, credentials),
+                               record_all=config.record_all)
     state = ServerState(
         config=config,
         metrics=metrics,
@@ -214,6 +220,39 @@ def create_app(config: ServerConfig) -> web.Application:
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
+
+
+def _signing_credentials(config: ServerConfig) -> SigningCredentials | None:
+    """With --record, the signing certificate and key, checked now: CertificateError names the file before
+    anything loads or is served (not at the first recording)."""
+    if config.record_dir is None or config.signing is None:
+        if config.signing is not None:
+            logger.info("--sign-cert/--sign-key given without --record: this server writes no recordings to sign")
+        return None
+    return load_signing_credentials(config.signing)
+
+
+def _recording_settings(config: ServerConfig, catalog: ModelCatalog,
+                        credentials: SigningCredentials | None) -> RecordingSettings | None:
+    """--record: the folder (made if missing), the credentials, and how a frame's options name its model."""
+    if config.record_dir is None:
+        return None
+    try:
+        config.record_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--record {config.record_dir}: cannot make the folder: {exc.strerror or exc}") from exc
+    if credentials is None:
+        logger.warning("recording to %s WITHOUT C2PA signing (--record-unsigned)", config.record_dir)
+    manifest = f"{config.models_dir}/manifest.json"
+
+    def model_of(options: SessionOptions) -> ModelFacts | None:
+        if config.pipeline != "swap" or not options.swap:
+            return None
+        name = catalog.resolve(options.model).name
+        entry = next(entry for entry in catalog.entries if entry.name == name)
+        return ModelFacts.from_json(entry.to_json(), f"{manifest} model {name!r}")
+
+    return RecordingSettings(config.record_dir, credentials, model_of)
 
 
 def _add_page_routes(app: web.Application, root: Path | None) -> None:

@@ -84,16 +84,55 @@ def forwarded_prefix(request: web.Request) -> str:
     return prefix
 
 
+MEDIA_SECTION_LIMITS = {"video": 1, "audio": 1, "application": 1}
+"""The m= sections an offer may have, at most this many of each: one video, one audio, one DataChannel."""
+
+
 def _check_sdp(sdp: Any, what: str) -> str:
     if not isinstance(sdp, str) or not sdp.strip():
         raise SignalingError(f"{what}: the SDP is empty or not a string")
     if not sdp.lstrip().startswith("v=0"):
         raise SignalingError(f"{what}: not an SDP offer (it must start with 'v=0')")
-    if "\nm=video" not in sdp.replace("\r\n", "\n"):
-        raise SignalingError(f"{what}: the offer has no video (m=video) section")
+    sections = _media_sections(sdp)
+    _check_media_sections([kind for kind, _ in sections], what)
+    for kind, lines in sections:
+        if kind == "audio":
+            _check_opus_first(lines, what)
     if "a=fingerprint:" not in sdp:
         raise SignalingError(f"{what}: the offer has no DTLS fingerprint (a=fingerprint); WebRTC media must be encrypted")
     return sdp
+
+
+def _media_sections(sdp: str) -> list[tuple[str, list[str]]]:
+    """Each m= section of an SDP: its kind ("video", "audio", ...) and its lines, the m= line first."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            sections.append((line[2:].split(" ", 1)[0], [line]))
+        elif sections:
+            sections[-1][1].append(line)
+    return sections
+
+
+def _check_media_sections(kinds: list[str], what: str) -> None:
+    """At least one video section; at most MEDIA_SECTION_LIMITS of each kind; no other kind."""
+    if "video" not in kinds:
+        raise SignalingError(f"{what}: the offer has no video (m=video) section")
+    for kind in dict.fromkeys(kinds):
+        limit = MEDIA_SECTION_LIMITS.get(kind, 0)
+        if kinds.count(kind) > limit:
+            found = f"{kinds.count(kind)} m={kind} sections"
+            raise SignalingError(f"{what}: the offer has {found}; the server takes at most one video, one audio "
+                                 "and one DataChannel (m=application) section")
+
+
+def _check_opus_first(lines: list[str], what: str) -> None:
+    """The audio section must offer Opus first: the server forwards the peer's Opus packets as they are."""
+    formats = lines[0].split()[3:]
+    first = formats[0] if formats else None
+    if first is None or not any(line.lower().startswith(f"a=rtpmap:{first} opus/48000") for line in lines):
+        raise SignalingError(f"{what}: the audio (m=audio) section must offer Opus (opus/48000/2) first: the "
+                             "server forwards the audio as it is, in Opus")
 
 
 def _install_jitter_buffers(pc: RTCPeerConnection, mode: JitterBufferMode) -> None:
@@ -185,7 +224,8 @@ async def handle_whip_delete(request: web.Request) -> web.Response:
 
 
 async def handle_whep_post(request: web.Request) -> web.Response:
-    """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video."""
+    """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video
+    (and the session's audio when the viewer's offer has an audio section and the publisher sends audio)."""
     check_token(request)
     _require_sdp_content_type(request, "POST /whep")
     prefix = forwarded_prefix(request)
@@ -195,11 +235,14 @@ async def handle_whep_post(request: web.Request) -> web.Response:
     pc = RTCPeerConnection()
     viewer_id = session.add_viewer(pc)
 
-    def add_video() -> None:
+    def add_tracks() -> None:
         pc.addTrack(session.subscribe())
+        audio = session.subscribe_audio() if any(t.kind == "audio" for t in pc.getTransceivers()) else None
+        if audio is not None:
+            pc.addTrack(audio)
 
     try:
-        answer = await _negotiate(pc, sdp, "POST /whep", state.config.jitter_buffer, before_answer=add_video)
+        answer = await _negotiate(pc, sdp, "POST /whep", state.config.jitter_buffer, before_answer=add_tracks)
     except BaseException:
         await session.remove_viewer(viewer_id)
         raise
