@@ -69,8 +69,10 @@ demo-model: $(VENV)/.installed-dev
 	$(SW) extract $(DEMO_WORK)/b.mp4 --out $(DEMO_WORK)/faces-b --size 64
 	$(SW) train faces --a $(DEMO_WORK)/faces-a --b $(DEMO_WORK)/faces-b --out $(DEMO_WORK)/run-faces $(DEMO_TRAIN_FLAGS) \
 	  $$([ -f $(DEMO_WORK)/run-faces/checkpoint.safetensors ] && echo --resume)
-	$(SW) train digits --arch cnn --out $(DEMO_WORK)/run-digits
+	$(SW) train digits --arch cnn --pad-variants 8 --epochs 20 --seed 0 --out $(DEMO_WORK)/run-digits
 	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-faces $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
+	# the Studio's starting point (train faces --base): the face run's weights without optimiser state
+	$(PY) -m training.base $(DEMO_WORK)/run-faces --out $(DEMO_WORK)/models/base.safetensors
 	rm -rf models/demo && cp -r $(DEMO_WORK)/models models/demo
 	cp $(DEMO_WORK)/run-faces/preview*.png models/demo/ 2>/dev/null || true
 

@@ -3,7 +3,9 @@
 `create_app(config)` loads the models (errors now, not at the first frame), builds the `ServerState` that every
 handler reaches through `app[STATE_KEY]`, and wires the routes and the shutdown hooks. Each part gets only what
 it uses: the session registry its `SessionServices`, a session's frame stages their settings, catalog and
-inference lane.
+inference lane. Where the swap models run is `--inference`: in this process behind the micro-batcher (`local`),
+or on Triton (`triton://HOST:PORT`, stream_server.remote) with no batcher here, since Triton batches across
+sessions and servers.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from pathlib import Path
 
 from aiohttp import web
 
+from provenance.facts import ModelFacts
+from provenance.signer import SigningCredentials, load_signing_credentials
 from stream_server.backends import InferenceBackend, load_models
 from stream_server.batching import BatcherLane, InferenceBatcher
 from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig, SessionOptions
-from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
+from stream_server.errors import AuthError, ConfigError, ModelLoadError, ServerError, SignalingError
 from stream_server.guards import token_middleware
 from stream_server.metrics import ServerMetrics
-from stream_server.pipeline import FramePipeline, PipelineSettings
+from stream_server.pipeline import FramePipeline, Infer, PipelineSettings
+from stream_server.recording import RecordingSettings
 from stream_server.release import free_native_memory
+from stream_server.remote import RemoteModels, open_remote_models
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
 
 logger = logging.getLogger(__name__)
@@ -45,8 +51,10 @@ class ServerState:
     catalog: ModelCatalog
     """Every served model (manifest entry + backend)."""
     batcher: InferenceBatcher | None
-    """None for the echo pipeline."""
+    """None for the echo pipeline and with --inference triton://."""
     registry: SessionRegistry
+    remote: RemoteModels | None
+    """The Triton connection with --inference triton:// (None: every model runs in this process)."""
 
     @property
     def backends(self) -> Mapping[str, InferenceBackend]:
@@ -115,12 +123,27 @@ def _find_web_root() -> Path | None:
     return None
 
 
-def _load_catalog(config: ServerConfig) -> ModelCatalog:
-    """Every model of --models with its open backend (none without --models); ModelLoadError names the file."""
+def _load_catalog(config: ServerConfig) -> tuple[ModelCatalog, RemoteModels | None]:
+    """Every model of --models with its open backend (none without --models), and the Triton connection with
+    --inference triton://; ModelLoadError names the file, TritonModelError what Triton lacks."""
     if config.models_dir is None:
-        return ModelCatalog((), {})
+        return ModelCatalog((), {}), None
+    if config.remote_inference:
+        return open_remote_models(config.models_dir, config.inference, config.inference_fallback == "local")
     manifest, backends = load_models(config.models_dir)
-    return ModelCatalog(manifest.models, backends)
+    return ModelCatalog(manifest.models, backends), None
+
+
+def _check_swap_models(config: ServerConfig, catalog: ModelCatalog) -> None:
+    """The swap pipeline needs a swap model, and --model must name one; ModelLoadError otherwise."""
+    if config.pipeline != "swap":
+        return
+    if not catalog.swap_names:
+        raise ModelLoadError(f"--models {config.models_dir}: the manifest has no swap model")
+    try:
+        catalog.resolve(config.default_options.model)
+    except ServerError as exc:
+        raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
 
 
 @web.middleware
@@ -154,28 +177,32 @@ async def _error_middleware(request: web.Request,
 def create_app(config: ServerConfig) -> web.Application:
     """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks."""
     # Imported here: the handlers import STATE_KEY from this module.
-    from stream_server import api, signaling
+    from stream_server import api, digits_api, signaling
 
-    catalog = _load_catalog(config)
-    if config.pipeline == "swap":
-        if not catalog.swap_names:
-            raise ModelLoadError(f"--models {config.models_dir}: the manifest has no swap model")
-        try:
-            catalog.resolve(config.default_options.model)
-        except ServerError as exc:
-            raise ModelLoadError(f"--model {config.default_options.model}: {exc}") from exc
+    credentials = _signing_credentials(config)
+    catalog, remote = _load_catalog(config)
+    try:
+        _check_swap_models(config, catalog)
+    except BaseException:
+        catalog.close()
+        if remote is not None:
+            remote.close()
+        raise
     metrics = ServerMetrics()
     batcher = None
-    if config.pipeline == "swap":
+    shared_lane: Infer | None = None
+    if config.pipeline == "swap" and remote is not None:
+        shared_lane = remote.lane(catalog, metrics)
+    elif config.pipeline == "swap":
         batcher = InferenceBatcher({name: catalog.backends[name] for name in catalog.swap_names}, config.batch_wait_ms,
                                    config.max_batch, on_batch=metrics.batch_run)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="swapstream-frame")
     settings = PipelineSettings(mode=config.pipeline, detect_every=config.detect_every,
                                 max_faces=config.max_faces, disclosure_mark=config.disclosure_mark)
 
-    def make_stages(session_id: str) -> FramePipeline:
-        lane = BatcherLane(batcher, session_id) if batcher is not None else None
-        return FramePipeline(settings, catalog, lane)
+    def make_stages(session_id: str, notify: Callable[[str], None]) -> FramePipeline:
+        lane = BatcherLane(batcher, session_id) if batcher is not None else shared_lane
+        return FramePipeline(settings, catalog, lane, notify=notify)
 
     def check_options(options: SessionOptions) -> None:
         if config.pipeline == "swap" and options.swap:
@@ -184,7 +211,9 @@ def create_app(config: ServerConfig) -> web.Application:
     services = SessionServices(executor=executor, metrics=metrics, make_stages=make_stages,
                                check_options=check_options, connect_timeout_s=config.connect_timeout_s,
                                stats_interval_s=config.stats_interval_s, idle_timeout_s=config.idle_timeout_s,
-                               max_pixels=config.max_pixels, free_memory=free_native_memory)
+                               max_pixels=config.max_pixels, free_memory=free_native_memory,
+                               recording=_recording_settings(config, catalog, credentials),
+                               record_all=config.record_all)
     state = ServerState(
         config=config,
         metrics=metrics,
@@ -192,12 +221,14 @@ def create_app(config: ServerConfig) -> web.Application:
         catalog=catalog,
         batcher=batcher,
         registry=SessionRegistry(config.max_sessions, services),
+        remote=remote,
     )
     middlewares = [_error_middleware, token_middleware(config.token, config.public_metrics)]
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     app[STATE_KEY] = state
     signaling.add_routes(app)
     api.add_routes(app)
+    digits_api.add_routes(app)
     _add_page_routes(app, _find_web_root())
     app.on_startup.append(_start_encoder_threads)
     app.on_shutdown.append(_on_shutdown)
@@ -216,6 +247,39 @@ async def _start_encoder_threads(app: web.Application) -> None:
     all_started = threading.Barrier(ENCODER_THREADS)
     await asyncio.gather(*(loop.run_in_executor(executor, all_started.wait, 10.0) for _ in range(ENCODER_THREADS)))
     loop.set_default_executor(executor)
+
+
+def _signing_credentials(config: ServerConfig) -> SigningCredentials | None:
+    """With --record, the signing certificate and key, checked now: CertificateError names the file before
+    anything loads or is served (not at the first recording)."""
+    if config.record_dir is None or config.signing is None:
+        if config.signing is not None:
+            logger.info("--sign-cert/--sign-key given without --record: this server writes no recordings to sign")
+        return None
+    return load_signing_credentials(config.signing)
+
+
+def _recording_settings(config: ServerConfig, catalog: ModelCatalog,
+                        credentials: SigningCredentials | None) -> RecordingSettings | None:
+    """--record: the folder (made if missing), the credentials, and how a frame's options name its model."""
+    if config.record_dir is None:
+        return None
+    try:
+        config.record_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--record {config.record_dir}: cannot make the folder: {exc.strerror or exc}") from exc
+    if credentials is None:
+        logger.warning("recording to %s WITHOUT C2PA signing (--record-unsigned)", config.record_dir)
+    manifest = f"{config.models_dir}/manifest.json"
+
+    def model_of(options: SessionOptions) -> ModelFacts | None:
+        if config.pipeline != "swap" or not options.swap:
+            return None
+        name = catalog.resolve(options.model).name
+        entry = next(entry for entry in catalog.entries if entry.name == name)
+        return ModelFacts.from_json(entry.to_json(), f"{manifest} model {name!r}")
+
+    return RecordingSettings(config.record_dir, credentials, model_of)
 
 
 def _add_page_routes(app: web.Application, root: Path | None) -> None:
@@ -243,3 +307,5 @@ async def _on_cleanup(app: web.Application) -> None:
         state.batcher.close()
     state.executor.shutdown(wait=True)
     state.catalog.close()
+    if state.remote is not None:
+        state.remote.close()

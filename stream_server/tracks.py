@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
@@ -100,6 +101,40 @@ class SharedFrame:
             self._taken = True
             return self.timed
         return TimedFrame(copy_video_frame(self.timed.frame), self.timed.received_at)
+T = TypeVar("T", bound=MediaStreamTrack)
+
+
+class Subscribers(Generic[T]):
+    """The outgoing tracks one source feeds (a session's video or its sound); closing the source ends them all."""
+
+    def __init__(self) -> None:
+        self._tracks: set[T] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self._tracks))
+
+    def add(self, track: T) -> T:
+        """Feed `track` from now on (it is ended at once if the source has closed)."""
+        if self._closed:
+            track.stop()
+        else:
+            self._tracks.add(track)
+        return track
+
+    def remove(self, track: T) -> None:
+        """Stop feeding `track`."""
+        self._tracks.discard(track)
+
+    def close(self) -> None:
+        """End every track (their peers see the stream end); later ones are ended as they come."""
+        self._closed = True
+        for track in list(self._tracks):
+            track.stop()
+        self._tracks.clear()
 
 
 class FrameBroadcaster:
@@ -108,8 +143,7 @@ class FrameBroadcaster:
     def __init__(self, on_sent: Callable[[float, float], None] | None = None) -> None:
         # on_sent(encode_ms, added_ms) is called once a subscriber's encoder has taken the previous frame.
         self._on_sent = on_sent
-        self._subscribers: set[ProcessedVideoTrack] = set()
-        self._closed = False
+        self._subscribers = Subscribers[ProcessedVideoTrack]()
 
     @property
     def subscriber_count(self) -> int:
@@ -118,16 +152,11 @@ class FrameBroadcaster:
 
     def subscribe(self) -> ProcessedVideoTrack:
         """A new outgoing track fed by this broadcaster."""
-        track = ProcessedVideoTrack(self)
-        if self._closed:
-            track.stop()
-        else:
-            self._subscribers.add(track)
-        return track
+        return self._subscribers.add(ProcessedVideoTrack(self))
 
     def unsubscribe(self, track: ProcessedVideoTrack) -> None:
         """Stop feeding `track`."""
-        self._subscribers.discard(track)
+        self._subscribers.remove(track)
 
     def publish(self, frame: TimedFrame) -> None:
         """Offer a processed frame to every subscriber (each keeps only the newest); nothing is copied here."""
@@ -142,10 +171,7 @@ class FrameBroadcaster:
 
     def close(self) -> None:
         """End every subscribed track (their peers see the stream end)."""
-        self._closed = True
-        for track in list(self._subscribers):
-            track.stop()
-        self._subscribers.clear()
+        self._subscribers.close()
 
 
 class ProcessedVideoTrack(MediaStreamTrack):

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from training.train_faces import ModelShape
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +40,44 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="background threads preparing batches (default 2)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--encoder-channels", type=int, default=32, help="first encoder conv width (doubles per level)")
-    p.add_argument("--bottleneck", type=int, default=256, help="dense bottleneck width")
-    p.add_argument("--code-channels", type=int, default=128, help="channels of the shared spatial code")
-    p.add_argument("--decoder-channels", type=int, default=128, help="first decoder stage width (halves per level)")
-    p.add_argument("--residual-blocks", type=int, default=1, help="residual blocks per decoder level")
+    p.add_argument("--base", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's shared encoder and both decoders (e.g. "
+                        "models/demo/base.safetensors) instead of random weights: a usable swap in minutes; "
+                        "without shape flags the model takes the base's shape")
+    # shape flags default to None so that, with --base, "not given" can mean "the base's"
+    p.add_argument("--encoder-channels", type=int, default=None,
+                   help="first encoder conv width, doubles per level (default 32)")
+    p.add_argument("--bottleneck", type=int, default=None, help="dense bottleneck width (default 256)")
+    p.add_argument("--code-channels", type=int, default=None, help="channels of the shared spatial code (default 128)")
+    p.add_argument("--decoder-channels", type=int, default=None,
+                   help="first decoder stage width, halves per level (default 128)")
+    p.add_argument("--residual-blocks", type=int, default=None, help="residual blocks per decoder level (default 1)")
     p.add_argument("--eyes-mouth-weight", type=float, default=1.0, help="extra loss weight on eyes and mouth")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
 def _digits_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("digits", help="train the 16x16 digit model (MLP or small CNN)",
-                       description="Train the digit model: 256 inputs -> 10 logits, cross-entropy.")
+                       description="Train the digit model: 256 inputs -> 10 logits, cross-entropy, on the scans "
+                                   "and pad-like drawings of them; scored on the scans' held-out quarter and on "
+                                   "the drawn set.")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, confusion.png, loss_curve.png)")
     p.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="mlp (default) or cnn")
     p.add_argument("--data", type=Path, default=None,
-                   help="USPS data: usps.h5 (train/test groups) or a libsvm text file; default: scikit-learn digits")
+                   help="USPS data (usps.h5 with train/test groups, or a libsvm text file) instead of scikit-learn's "
+                        "digits; or a folder of corrections (from `swapstream serve --digits-corrections DIR`) "
+                        "to add to scikit-learn's digits")
     p.add_argument("--test-data", type=Path, default=None, help="libsvm test file to go with --data")
-    p.add_argument("--epochs", type=int, default=None, help="default 60 (mlp) / 30 (cnn)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this digits run's weights (fine-tune; --arch must match)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 30 (mlp) / 20 (cnn); 10 with --init")
     p.add_argument("--batch", type=int, default=64, help="mini-batch size (default 64)")
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    p.add_argument("--pad-variants", type=int, default=8,
+                   help="pad-like drawings rendered from each training scan (default 8; 0: scans only)")
+    p.add_argument("--correction-repeat", type=int, default=20,
+                   help="times each --data correction is repeated in the training set (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -67,19 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SHAPE_FLAGS = ("encoder_channels", "bottleneck", "code_channels", "decoder_channels", "residual_blocks")
+
+
+def _model_shape(args: argparse.Namespace) -> ModelShape | None:
+    """The shape flags given, defaults for the rest; None (take the base's shape) with --base and no shape flag."""
+    from training.train_faces import ModelShape
+
+    given = {name: getattr(args, name) for name in _SHAPE_FLAGS if getattr(args, name) is not None}
+    if args.base is not None and not given:
+        return None
+    return dataclasses.replace(ModelShape(), **given)
+
+
 def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from training.losses import LossWeights
-    from training.train_faces import FaceTrainConfig, ModelShape, train_faces
+    from training.train_faces import FaceTrainConfig, train_faces
 
     try:
         config = FaceTrainConfig(
             faces_a=args.a, faces_b=args.b, out=args.out, size=args.size, steps=args.steps, batch=args.batch,
             lr=args.lr, lr_final=args.lr_final, resume=args.resume, device=args.device, preview_every=args.preview_every,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, workers=args.workers,
-            threads=args.threads, seed=args.seed, max_minutes=args.max_minutes,
-            shape=ModelShape(encoder_channels=args.encoder_channels, bottleneck=args.bottleneck,
-                             code_channels=args.code_channels, decoder_channels=args.decoder_channels,
-                             residual_blocks=args.residual_blocks),
+            threads=args.threads, seed=args.seed, max_minutes=args.max_minutes, shape=_model_shape(args), base=args.base,
             loss=LossWeights(eyes_mouth=args.eyes_mouth_weight), progress=not args.no_progress,
         )
     except ValueError as exc:
@@ -97,13 +131,21 @@ def _run_digits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     try:
         config = DigitsTrainConfig(out=args.out, arch=args.arch, data=args.data, test_data=args.test_data,
-                                   epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                                   progress=not args.no_progress)
+                                   init=args.init, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                                   pad_variants=args.pad_variants, correction_repeat=args.correction_repeat,
+                                   seed=args.seed, progress=not args.no_progress)
     except ValueError as exc:
         parser.error(str(exc))
     result = train_digits(config)
-    print(f"train digits ({config.arch}): test accuracy {result.accuracy:.2%} in {result.seconds:.1f} s; "
-          f"wrote {result.checkpoint}, {config.out / 'confusion.png'}, {config.out / 'loss_curve.png'}")
+    print(f"train digits ({config.arch}) in {result.seconds:.1f} s:\n"
+          f"  test accuracy, scans (held out): {result.scans.accuracy:.2%} "
+          f"of {result.scans.count}\n"
+          f"  test accuracy, drawn on the pad (training/data/drawn_digits.json): {result.drawn.accuracy:.2%} "
+          f"of {result.drawn.count}")
+    if result.corrections_right is not None:
+        right, total = result.corrections_right
+        print(f"  corrections read right: {right} of {total}")
+    print(f"wrote {result.checkpoint}, {config.out / 'confusion.png'}, {config.out / 'loss_curve.png'}")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Data: scikit-learn's 8x8 digits upsampled to 16x16 (default, with a stratified held-out split), or the USPS
 files when given: `usps.h5` (groups train/test, each with datasets data (N,256) and target (N,)) or the
-libsvm text format (`label index:value ...`, indices 1..256).
+libsvm text format (`label index:value ...`, indices 1..256). To the training scans come pad-like drawings
+rendered from their skeletons (training/pad_digits.py) and, with `--data FOLDER`, the corrections the server
+stored. Every run is scored on the scans' held-out part and on the drawn set (training/drawn_digits.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
@@ -165,6 +167,38 @@ def load_digit_data(data: Path | None, test_data: Path | None = None, seed: int 
     return DigitData(x_train, y_train, x_test, y_test, source=str(data))
 
 
+CORRECTION_FORMAT = "swapstream.digit-correction"
+
+
+def read_corrections(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The corrected samples `swapstream serve --digits-corrections DIR` stored: x float32 (N,256), y int64 (N,).
+
+    One JSON file per sample (docs/CONTRACTS.md): {"format": "swapstream.digit-correction", "version": 1,
+    "label": 0..9, "image": 16 rows of 16 numbers in [0,1], ink bright, ...}. A file that does not fit is named.
+    """
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            sample = json.loads(path.read_text())
+            if not isinstance(sample, dict) or sample.get("format") != CORRECTION_FORMAT:
+                raise ValueError(f"format is not {CORRECTION_FORMAT!r}")
+            label = sample["label"]
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < CLASSES:
+                raise ValueError(f"label must be a digit 0..9, got {label!r}")
+            image = np.asarray(sample["image"], np.float32)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path} is not a digit correction: {exc}") from exc
+        if image.shape != (IMAGE_SIDE, IMAGE_SIDE) or not np.isfinite(image).all() \
+                or image.min() < 0 or image.max() > 1:
+            raise DatasetError(f"{path}: the image must be 16 rows of 16 numbers in [0,1], got shape {image.shape}")
+        images.append(image.reshape(INPUTS))
+        labels.append(label)
+    if not images:
+        raise DatasetError(f"--data {folder} holds no corrections (*.json written by --digits-corrections)")
+    return np.stack(images), np.asarray(labels, np.int64)
+
+
 @dataclass(frozen=True)
 class DigitsTrainConfig:
     """Everything `swapstream train digits` needs, validated once."""
@@ -172,18 +206,27 @@ class DigitsTrainConfig:
     out: Path
     arch: Arch = "mlp"
     data: Path | None = None
+    """None: scikit-learn's digits; a USPS file; or a folder of corrections added to scikit-learn's digits."""
     test_data: Path | None = None
+    init: Path | None = None
+    """A digits run to start from (fine-tuning); None: fresh weights."""
     epochs: int | None = None
-    """None: 60 for the MLP, 30 for the CNN."""
+    """None: 30 for the MLP, 20 for the CNN (10 for either when fine-tuning from --init)."""
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
     test_fraction: float = 0.25
+    pad_variants: int = 8
+    """Pad-like drawings rendered from each training scan's skeleton (0: train on the scans alone)."""
+    correction_repeat: int = 20
+    """How many times each correction is repeated in the training set, so a few samples weigh enough."""
     jitter_px: float = 1.0
     """Random shift of training images, in pixels (0: off)."""
     jitter_deg: float = 0.0
     """Random rotation of training images, in degrees (0: off)."""
+    drawn: Path | None = None
+    """The drawn test set's file; None: the package's training/data/drawn_digits.json."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -197,6 +240,12 @@ class DigitsTrainConfig:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if not 0.05 <= self.test_fraction <= 0.5:
             raise ValueError(f"--test-fraction must be in [0.05, 0.5], got {self.test_fraction}")
+        if not 0 <= self.pad_variants <= 100:
+            raise ValueError(f"--pad-variants must be in 0..100, got {self.pad_variants}")
+        if not 1 <= self.correction_repeat <= 1000:
+            raise ValueError(f"--correction-repeat must be in 1..1000, got {self.correction_repeat}")
+        if self.test_data is not None and (self.data is None or self.data.is_dir()):
+            raise ValueError("--test-data goes with a libsvm --data file")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able copy for the checkpoint's train_config."""
@@ -204,22 +253,45 @@ class DigitsTrainConfig:
 
     @property
     def epoch_count(self) -> int:
-        """Epochs to run: the flag, or the architecture's default."""
+        """Epochs to run: the flag, or the default for the architecture (fewer when fine-tuning)."""
         if self.epochs is not None:
             return self.epochs
-        return 60 if self.arch == "mlp" else 30
+        if self.init is not None:
+            return 10
+        return 30 if self.arch == "mlp" else 20
+
+
+@dataclass(frozen=True)
+class TestScore:
+    """A model's accuracy and confusion matrix (rows: true digit) on one test set."""
+
+    name: str
+    accuracy: float
+    confusion: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """How many test images."""
+        return int(self.confusion.sum())
 
 
 @dataclass(frozen=True)
 class DigitsResult:
-    """Test accuracy, the confusion matrix (rows: true class) and where the outputs went."""
+    """Accuracy on the scans' held-out quarter and on the drawn set, losses, and where the outputs went."""
 
-    accuracy: float
-    confusion: np.ndarray
+    scans: TestScore
+    drawn: TestScore
+    corrections_right: tuple[int, int] | None
+    """(read right, total) over the --data corrections after training; None without corrections."""
     train_losses: list[float]
     test_losses: list[float]
     checkpoint: Path
     seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy on the scans' held-out quarter (the figure earlier versions reported)."""
+        return self.scans.accuracy
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -229,20 +301,23 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _plots(result_dir: Path, confusion: np.ndarray, train_losses: list[float], test_losses: list[float],
-           accuracy: float, arch: str) -> None:
+def _plots(result_dir: Path, scores: list[TestScore], train_losses: list[float], test_losses: list[float],
+           arch: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(confusion, cmap="Blues")
-    for (row, col), count in np.ndenumerate(confusion):
-        ax.text(col, row, str(count), ha="center", va="center",
-                color="white" if count > confusion.max() / 2 else "black", fontsize=8)
-    ax.set(xticks=range(CLASSES), yticks=range(CLASSES), xlabel="predicted", ylabel="true",
-           title=f"{arch}: test accuracy {accuracy:.2%}")
+    fig, axes = plt.subplots(1, len(scores), figsize=(5.2 * len(scores), 5))
+    for ax, score in zip(np.atleast_1d(axes), scores):
+        confusion = score.confusion
+        ax.imshow(confusion, cmap="Blues")
+        for (row, col), count in np.ndenumerate(confusion):
+            if count:
+                ax.text(col, row, str(count), ha="center", va="center",
+                        color="white" if count > confusion.max() / 2 else "black", fontsize=8)
+        ax.set(xticks=range(CLASSES), yticks=range(CLASSES), xlabel="predicted", ylabel="true",
+               title=f"{score.name}\n{arch}: {score.accuracy:.1%} of {score.count}")
     fig.tight_layout()
     fig.savefig(result_dir / "confusion.png", dpi=100)
     plt.close(fig)
@@ -250,7 +325,7 @@ def _plots(result_dir: Path, confusion: np.ndarray, train_losses: list[float], t
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = range(1, len(train_losses) + 1)
     ax.plot(epochs, train_losses, label="train")
-    ax.plot(epochs, test_losses, label="test")
+    ax.plot(epochs, test_losses, label="test (scans)")
     ax.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title=f"{arch} loss")
     ax.legend()
     fig.tight_layout()
@@ -285,16 +360,77 @@ def train_digits(config: DigitsTrainConfig) -> DigitsResult:
         torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class _TrainingSet:
+    scans: DigitData
+    x: np.ndarray
+    y: np.ndarray
+    corrections: tuple[np.ndarray, np.ndarray] | None
+
+
+def _training_set(config: DigitsTrainConfig) -> _TrainingSet:
+    """The scans (train and held-out test), plus pad-like drawings of the training scans and any corrections."""
+    corrections = None
+    if config.data is not None and config.data.is_dir():
+        scans = default_digits(config.seed, config.test_fraction)
+        corrections = read_corrections(config.data)
+    else:
+        scans = load_digit_data(config.data, config.test_data, config.seed, config.test_fraction)
+    parts_x, parts_y = [scans.x_train], [scans.y_train]
+    if config.pad_variants:
+        from training.pad_digits import pad_like_digits
+
+        pad_x, pad_y = pad_like_digits(scans.x_train.reshape(-1, IMAGE_SIDE, IMAGE_SIDE), scans.y_train,
+                                       config.pad_variants, seed=config.seed)
+        parts_x.append(pad_x)
+        parts_y.append(pad_y)
+    if corrections is not None:
+        parts_x.append(np.repeat(corrections[0], config.correction_repeat, axis=0))
+        parts_y.append(np.repeat(corrections[1], config.correction_repeat))
+    log.info("digits: %d scans, %d pad-like drawings, %d corrections x%d to train on; %d scans held out; from %s",
+             len(scans.x_train), config.pad_variants * len(scans.x_train),
+             0 if corrections is None else len(corrections[1]), config.correction_repeat, len(scans.x_test),
+             scans.source)
+    return _TrainingSet(scans, np.concatenate(parts_x), np.concatenate(parts_y), corrections)
+
+
+def _initial_model(config: DigitsTrainConfig) -> DigitNet:
+    if config.init is None:
+        return DigitNet(arch=config.arch)
+    from training.checkpoint import load_run
+
+    run = load_run(config.init)
+    if run.kind != "digits" or not isinstance(run.model, DigitNet):
+        raise DatasetError(f"--init {config.init} holds a {run.kind} model, not a digits model")
+    if run.model.arch != config.arch:
+        raise DatasetError(f"--init {config.init} holds a {run.model.arch} model; pass --arch {run.model.arch}")
+    log.info("fine-tuning the %s model of %s (step %d)", run.model.arch, config.init, run.step)
+    return run.model
+
+
+def _predict(model: DigitNet, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).argmax(dim=1).numpy()
+
+
+def _score(name: str, model: DigitNet, x: np.ndarray, y: np.ndarray) -> TestScore:
+    predicted = _predict(model, x)
+    return TestScore(name, float((predicted == y).mean()), confusion_matrix(y, predicted))
+
+
 def _train_digits(config: DigitsTrainConfig, started: float) -> DigitsResult:
-    data = load_digit_data(config.data, config.test_data, config.seed, config.test_fraction)
-    log.info("digits: %d train / %d test images from %s", len(data.x_train), len(data.x_test), data.source)
+    from training.drawn_digits import drawn_test_set
+
+    data = _training_set(config)
+    drawn_x, drawn_y = drawn_test_set(config.drawn)
     torch.manual_seed(config.seed)
-    model = DigitNet(arch=config.arch)
+    model = _initial_model(config)
     log.info("digit model %s: %d parameters", config.arch, model.parameter_count())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epoch_count)
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+    x_train, y_train = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    x_test, y_test = torch.from_numpy(data.scans.x_test), torch.from_numpy(data.scans.y_test)
     generator = torch.Generator().manual_seed(config.seed)
     train_losses: list[float] = []
     test_losses: list[float] = []
@@ -319,19 +455,24 @@ def _train_digits(config: DigitsTrainConfig, started: float) -> DigitsResult:
         with torch.no_grad():
             test_losses.append(float(F.cross_entropy(model(x_test), y_test)))
         bar.set_postfix(train=f"{train_losses[-1]:.4f}", test=f"{test_losses[-1]:.4f}")
-    model.eval()
-    with torch.no_grad():
-        predicted = model(x_test).argmax(dim=1).numpy()
-    accuracy = float((predicted == data.y_test).mean())
-    confusion = confusion_matrix(data.y_test, predicted)
+    scans = _score("scans, held out", model, data.scans.x_test, data.scans.y_test)
+    drawn = _score("drawn on the pad", model, drawn_x, drawn_y)
+    corrections_right = None
+    if data.corrections is not None:
+        right = int((_predict(model, data.corrections[0]) == data.corrections[1]).sum())
+        corrections_right = (right, len(data.corrections[1]))
     config.out.mkdir(parents=True, exist_ok=True)
     ckpt = save_checkpoint(checkpoint_path(config.out), kind="digits", model=model, model_config=model.config,
                            step=config.epoch_count, train_config=config.to_json(), optimizer=optimizer, rng=capture_rng())
-    _plots(config.out, confusion, train_losses, test_losses, accuracy, config.arch)
-    atomic_write_text(config.out / "metrics.json", json.dumps({
-        "arch": config.arch, "test_accuracy": accuracy, "n_train": len(data.x_train), "n_test": len(data.x_test),
-        "source": data.source, "confusion": confusion.tolist(), "train_loss": train_losses, "test_loss": test_losses,
-    }, indent=2))
+    _plots(config.out, [scans, drawn], train_losses, test_losses, config.arch)
     seconds = time.perf_counter() - started
-    log.info("digits %s: test accuracy %.2f%% in %.1f s", config.arch, 100 * accuracy, seconds)
-    return DigitsResult(accuracy, confusion, train_losses, test_losses, ckpt, seconds)
+    atomic_write_text(config.out / "metrics.json", json.dumps({
+        "arch": config.arch, "test_accuracy": scans.accuracy, "n_train": len(data.x), "n_test": scans.count,
+        "drawn_accuracy": drawn.accuracy, "n_drawn": drawn.count, "source": data.scans.source,
+        "confusion": scans.confusion.tolist(), "drawn_confusion": drawn.confusion.tolist(),
+        "corrections_right": corrections_right, "train_loss": train_losses, "test_loss": test_losses,
+        "seconds": seconds,
+    }, indent=2))
+    log.info("digits %s: scans %.2f%%, drawn %.2f%% in %.1f s", config.arch, 100 * scans.accuracy,
+             100 * drawn.accuracy, seconds)
+    return DigitsResult(scans, drawn, corrections_right, train_losses, test_losses, ckpt, seconds)

@@ -25,7 +25,7 @@ class DigitNet(nn.Module):
         self,
         arch: Arch = "mlp",
         hidden: list[int] | tuple[int, ...] | None = None,
-        channels: list[int] | tuple[int, ...] = (32, 64),
+        channels: list[int] | tuple[int, ...] = (16, 32),
         dropout: float | None = None,
     ) -> None:
         super().__init__()

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from faces.media import write_image
 from swapstream.atomic import atomic_path, atomic_write_text
 from training.checkpoint import (
+    Checkpoint,
     capture_rng,
     checkpoint_path,
     read_checkpoint,
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 LOSSES_CSV = "losses.csv"
+PREVIEW_NAME = "preview.png"
 EVAL_CSV = "eval.csv"
 EVAL_COLUMNS = ["step", "recon_l1_a", "recon_l1_b", "recon_dssim_a", "recon_dssim_b", "recon"]
 PREVIEW_ROWS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
@@ -100,7 +102,10 @@ class FaceTrainConfig:
     """Stop (with a checkpoint) after this much training time; 0: run all --steps."""
     threads: int = 0
     """torch CPU threads; 0 keeps torch's default (one per core). On a busy machine 1 can be much faster."""
-    shape: ModelShape = field(default_factory=ModelShape)
+    shape: ModelShape | None = field(default_factory=ModelShape)
+    """The model's size; None takes the base checkpoint's (needs `base`)."""
+    base: Path | None = None
+    """Start from this checkpoint's weights (shared encoder + both decoders), not from random ones (--base)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     progress: bool = True
@@ -126,6 +131,10 @@ class FaceTrainConfig:
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for but torch sees no CUDA GPU")
+        if self.shape is None and self.base is None:
+            raise ValueError("the model shape comes from --base, but no --base was given")
+        if self.base is not None and not self.base.is_file():
+            raise ValueError(f"--base {self.base}: no such checkpoint file")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able copy for the checkpoint's train_config."""
@@ -290,6 +299,24 @@ def _tensorboard_writer(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def read_base(path: Path, size: int, shape: ModelShape | None) -> Checkpoint:
+    """The base checkpoint's weights, checked to fit: a swap model for `size` px faces of `shape` (None: any
+    shape); CheckpointError naming the file and the flags that differ."""
+    base = read_checkpoint(path, expected_kind="swap")
+    if base.model_config.get("face_size") != size:
+        raise CheckpointError(f"--base {path} is for {base.model_config.get('face_size')} px faces, not --size {size}")
+    if shape is not None:
+        wanted = shape.model_config(size)
+        differ = sorted(key for key in set(wanted) | set(base.model_config)
+                        if wanted.get(key) != base.model_config.get(key))
+        if differ:
+            flags = ", ".join(f"--{key.replace('_', '-')} {base.model_config.get(key)} (not {wanted.get(key)})"
+                              for key in differ)
+            raise CheckpointError(f"--base {path} has another model shape: {flags}; give those flags, or no shape "
+                                  "flags at all to take the base's shape")
+    return base
+
+
 def train_faces(config: FaceTrainConfig) -> TrainResult:
     """Train (or resume) a swap model on two face sets; returns where it stopped."""
     threads = torch.get_num_threads()
@@ -302,6 +329,9 @@ def train_faces(config: FaceTrainConfig) -> TrainResult:
 
 
 def _train_faces(config: FaceTrainConfig) -> TrainResult:
+    base = None
+    if config.base is not None and not config.resume:
+        base = read_base(config.base, config.size, config.shape)
     faces_a = FaceSet(config.faces_a, config.size)
     faces_b = FaceSet(config.faces_b, config.size)
     log.info("face sets: A %d faces (%s), B %d faces (%s)", len(faces_a), config.faces_a, len(faces_b), config.faces_b)
@@ -314,7 +344,11 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
         stale.unlink(missing_ok=True)
 
     torch.manual_seed(config.seed)
-    model_config = config.shape.model_config(config.size)
+    model_config: dict[str, Any] | None = None
+    if base is not None:
+        model_config = base.model_config
+    elif config.shape is not None:
+        model_config = config.shape.model_config(config.size)
     start_step = 0
     checkpoint = None
     if config.resume:
@@ -325,16 +359,24 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
             raise CheckpointError(
                 f"checkpoint {ckpt_path} is for {checkpoint.model_config.get('face_size')} px faces, not --size {config.size}"
             )
-        if checkpoint.model_config != model_config:
+        if model_config is not None and checkpoint.model_config != model_config:
             log.warning("--resume: using the checkpoint's model shape %s; the shape flags given are ignored",
                         checkpoint.model_config)
         model_config = checkpoint.model_config
         start_step = checkpoint.step
     elif ckpt_path.exists():
         raise TrainingError(f"{ckpt_path} already exists; pass --resume to continue it or choose another --out")
+    if model_config is None:  # only --resume without shape flags gets here without a checkpoint to read
+        raise TrainingError("no model shape: give the shape flags or --base")
 
     model = SwapAutoencoder(**model_config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    if base is not None:
+        restore_model(base, model)
+        log.info("starting from the weights of %s (step %d of its run)", base.path, base.step)
+    elif config.base is not None:
+        log.info("--resume: the checkpoint already holds what --base %s started from; --base is not read again",
+                 config.base)
     if checkpoint is not None:
         restore_model(checkpoint, model)
         restore_optimizer(checkpoint, optimizer)
@@ -379,8 +421,9 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
 
     def write_preview(step: int) -> None:
         grid = render_preview(model, eval_a.input[:4], eval_b.input[:4])
+        # whole files only: the Studio shows preview.png while training runs and must never read half a PNG
         write_image(previews_dir / f"step_{step:07d}.png", grid)
-        write_image(out / "preview.png", grid)  # replaced whole: a page showing it never gets half a PNG
+        write_image(out / PREVIEW_NAME, grid)
 
     if start_step == 0:
         evaluate(0)

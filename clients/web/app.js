@@ -3,6 +3,7 @@ import { getJSON, ServerError } from "./api.js";
 import { setupDigitsPad } from "./digits.js";
 import { show, summarizeStats } from "./stats.js";
 import { StreamSession } from "./stream.js";
+import { Studio } from "./studio.js";
 import { watchSession } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,6 +25,8 @@ const ui = {
   swap: $("swap"),
   boxes: $("boxes"),
   serverInfo: $("server-info"),
+  sendAudio: $("send-audio"),
+  hearReturned: $("hear-returned"),
   stages: document.querySelector("#stages tbody"),
 };
 
@@ -145,7 +148,8 @@ async function start() {
   if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
   try {
     setState("starting camera");
-    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
+    // The microphone only when asked; the server sends it back in step with the swapped video.
+    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: ui.sendAudio.checked });
   } catch (err) {
     showMessage(cameraErrorMessage(err));
     setState("idle");
@@ -153,6 +157,7 @@ async function start() {
     return;
   }
   ui.local.srcObject = localStream;
+  ui.sendAudio.disabled = true;
   await listCameras();
   session = new StreamSession(localStream, currentOptions(), {
     onTrack: (stream) => { ui.remote.srcObject = stream; },
@@ -187,7 +192,13 @@ function stop() {
   ui.remote.srcObject = null;
   ui.start.disabled = false;
   ui.stop.disabled = true;
+  ui.sendAudio.disabled = false;
   setState("idle");
+}
+
+/** The returned sound plays only when asked: by default it would echo the user's own voice back. */
+function syncReturnedAudio() {
+  ui.remote.muted = !ui.hearReturned.checked;
 }
 
 function optionsChanged() {
@@ -196,19 +207,36 @@ function optionsChanged() {
   if (session) session.sendOptions(currentOptions());
 }
 
+let studio = null;
+
 function selectTab(name) {
-  for (const tab of ["stream", "digits"]) {
+  for (const tab of ["stream", "digits", "studio"]) {
     $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
     $(`panel-${tab}`).hidden = tab !== name;
   }
+  if (name === "studio" && studio) studio.shown();
+}
+
+/** "Use this model" in the Studio: pick the new model in the controls and send it over the control channel. */
+async function useStudioModel(name) {
+  await loadModels();
+  if (!swapModels.some((m) => m.name === name)) {
+    showMessage(`The server does not list the model ${name} yet; reload the page once it does.`);
+    return;
+  }
+  ui.model.value = name;
+  optionsChanged();
+  selectTab("stream");
 }
 
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
 for (const control of [ui.model, ui.direction, ui.color, ui.swap, ui.boxes]) control.addEventListener("change", optionsChanged);
 ui.feather.addEventListener("input", optionsChanged);
+ui.hearReturned.addEventListener("change", syncReturnedAudio);
 $("tab-stream").addEventListener("click", () => selectTab("stream"));
 $("tab-digits").addEventListener("click", () => selectTab("digits"));
+$("tab-studio").addEventListener("click", () => selectTab("studio"));
 window.addEventListener("beforeunload", stop);
 
 const watchId = new URLSearchParams(window.location.search).get("watch");
@@ -216,6 +244,8 @@ if (watchId) {
   // Watch mode: only the swapped stream, filling the window (an OBS browser source shows exactly this).
   document.body.classList.add("watch");
   ui.remote.controls = false;
+  // &audio=1 plays the session's sound (an OBS browser source then captures it).
+  ui.remote.muted = new URLSearchParams(window.location.search).get("audio") !== "1";
   watchSession(watchId, ui.remote)
     .then(() => setState("watching"))
     .catch((err) => showMessage(err.message));
@@ -226,8 +256,10 @@ if (watchId) {
     clearButton: $("clear"),
     classifyButton: $("classify"),
     list: $("top3"),
+    correction: { panel: $("correct"), keys: $("digit-keys"), status: $("correct-status") },
     onError: showMessage,
   });
+  studio = new Studio($("panel-studio"), { onUseModel: useStudioModel, onModelsChanged: loadModels, onError: showMessage });
   if (!navigator.mediaDevices?.getUserMedia) {
     showMessage("This browser gives the page no camera access: open it over https:// or from localhost.");
     ui.start.disabled = true;

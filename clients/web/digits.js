@@ -1,5 +1,7 @@
 // The digits pad: strokes on a canvas, reduced to the digit model's 16x16 input (ink bright on dark, in [0,1],
-// row-major), sent to /api/digits.
+// row-major), sent to /api/digits; "was this right?" corrections go to /api/digits/corrections.
+// training/digit_pad.py is the trainer's copy of the pad (size, line width) and of canvasToDigitInput; the
+// browser test checks that the two give the same 16x16 for the same strokes.
 import { postJSON } from "./api.js";
 
 export const SIDE = 16;
@@ -68,11 +70,52 @@ export function topThree(probabilities) {
   return probabilities.map((p, digit) => ({ digit, p })).sort((a, b) => b.p - a.p).slice(0, 3);
 }
 
-/** Wire the pad: pointer strokes, clear, classify on stroke end. `onError` shows a message. */
-export function setupDigitsPad({ pad, preview, clearButton, classifyButton, list, onError }) {
+/** Wire the pad: pointer strokes, clear, classify on stroke end, corrections. `onError` shows a message.
+ *
+ * `list.dataset.state` is "pending" while a classification is under way and "done" when the newest one is
+ * shown (answers to older strokes that arrive late are dropped). */
+export function setupDigitsPad({ pad, preview, clearButton, classifyButton, list, correction, onError }) {
   const context = pad.getContext("2d");
   let drawing = false;
   let last = null;
+  let asked = 0; // classifications started; only the newest one's answer is shown
+  let shown = null; // { rows, digit } of the answer on screen, for a correction
+
+  const keys = Array.from({ length: 10 }, (_, digit) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = String(digit);
+    button.dataset.digit = String(digit);
+    button.addEventListener("click", () => correct(digit));
+    return button;
+  });
+  correction.keys.replaceChildren(...keys);
+
+  const showCorrection = (offered) => {
+    correction.panel.hidden = !offered;
+    correction.status.textContent = "";
+    for (const key of keys) key.disabled = false;
+  };
+
+  const correct = async (digit) => {
+    if (!shown || correction.panel.hidden) return;
+    const { rows, digit: predicted } = shown;
+    shown = null;
+    for (const key of keys) key.disabled = true;
+    correction.status.textContent = "saving...";
+    try {
+      const stored = await postJSON("api/digits/corrections", { image: rows, label: digit, predicted });
+      correction.status.textContent = digit === predicted
+        ? `Thanks: kept as a ${digit} (${stored.count} samples stored).`
+        : `Thanks: stored as a ${digit}, not a ${predicted} (${stored.count} samples stored).`;
+      correction.panel.dataset.stored = String(digit);
+    } catch (err) {
+      correction.status.textContent = "";
+      for (const key of keys) key.disabled = false;
+      shown = { rows, digit: predicted };
+      onError(err.message);
+    }
+  };
 
   const clear = () => {
     context.fillStyle = "#000";
@@ -80,17 +123,30 @@ export function setupDigitsPad({ pad, preview, clearButton, classifyButton, list
     drawPreview(preview, null);
     list.replaceChildren();
     list.removeAttribute("data-digit");
+    list.removeAttribute("data-state");
+    asked++;
+    shown = null;
+    correction.panel.hidden = true;
+    correction.panel.removeAttribute("data-stored");
   };
   const point = (event) => {
     const rect = pad.getBoundingClientRect();
     return { x: (event.clientX - rect.left) * (pad.width / rect.width), y: (event.clientY - rect.top) * (pad.height / rect.height) };
   };
   const stroke = (from, to) => {
+    const width = pad.width / 11;
+    context.beginPath();
+    if (from.x === to.x && from.y === to.y) {
+      // A tap: canvases draw nothing for a zero-length line, so make the round cap's dot by hand.
+      context.fillStyle = "#fff";
+      context.arc(from.x, from.y, width / 2, 0, 2 * Math.PI);
+      context.fill();
+      return;
+    }
     context.strokeStyle = "#fff";
-    context.lineWidth = pad.width / 11;
+    context.lineWidth = width;
     context.lineCap = "round";
     context.lineJoin = "round";
-    context.beginPath();
     context.moveTo(from.x, from.y);
     context.lineTo(to.x, to.y);
     context.stroke();
@@ -99,9 +155,15 @@ export function setupDigitsPad({ pad, preview, clearButton, classifyButton, list
   const classify = async () => {
     const rows = canvasToDigitInput(pad);
     drawPreview(preview, rows);
-    if (!rows) return;
+    const ticket = ++asked;
+    if (!rows) {
+      list.dataset.state = "empty";
+      return;
+    }
+    list.dataset.state = "pending";
     try {
       const answer = await postJSON("api/digits", { image: rows });
+      if (ticket !== asked) return; // the drawing changed while this answer was on its way
       const items = topThree(answer.probabilities).map(({ digit, p }) => {
         const li = document.createElement("li");
         li.dataset.digit = String(digit);
@@ -114,7 +176,12 @@ export function setupDigitsPad({ pad, preview, clearButton, classifyButton, list
       });
       list.replaceChildren(...items);
       list.dataset.digit = String(answer.digit);
+      shown = { rows, digit: answer.digit };
+      showCorrection(Boolean(answer.corrections));
+      list.dataset.state = "done";
     } catch (err) {
+      if (ticket !== asked) return;
+      list.dataset.state = "failed";
       onError(err.message);
     }
   };
@@ -140,5 +207,10 @@ export function setupDigitsPad({ pad, preview, clearButton, classifyButton, list
   pad.addEventListener("pointerleave", end);
   clearButton.addEventListener("click", clear);
   classifyButton.addEventListener("click", classify);
+  // "Press the right digit": the number keys work too while the question is shown.
+  document.addEventListener("keydown", (event) => {
+    if (correction.panel.hidden || pad.offsetParent === null || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (/^[0-9]$/.test(event.key) && !(event.target instanceof HTMLInputElement)) correct(Number(event.key));
+  });
   clear();
 }

@@ -1,4 +1,4 @@
-"""GET /healthz, /metrics, /api/models, /, and POST /api/digits against a running swap server."""
+"""GET /healthz, /metrics, /api/models and / against a running swap server (digits: test_digits_api.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ import json
 import re
 
 import aiohttp
-import cv2
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_server.api import softmax
 from tests.fixtures.server import RunningServer
 
 pytestmark = pytest.mark.timeout(600)  # the first user of swap_server may train the tiny model
@@ -21,12 +18,6 @@ async def _get(url: str) -> tuple[int, str, str]:
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as response:
             return response.status, response.content_type, await response.text()
-
-
-async def _post(url: str, **kwargs: object) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url, **kwargs) as response:  # type: ignore[arg-type]
-            return response.status, await response.json()
 
 
 async def test_healthz_reports_models_provider_and_sessions(swap_server: RunningServer) -> None:
@@ -74,48 +65,3 @@ async def test_index_page_is_served(swap_server: RunningServer) -> None:
     for asset in re.findall(r'(?:src|href)="(static/[^"]+)"', text):
         status, _, _ = await _get(swap_server.url + asset)
         assert status == 200, asset
-
-
-def _expected_probabilities(server: RunningServer, pixels: np.ndarray) -> np.ndarray:
-    backend = server.state.backends["digits"]
-    return softmax(np.asarray(backend.run(pixels.reshape(1, 256).astype(np.float32))[0], np.float64).reshape(-1))
-
-
-async def test_digits_json_rows_flat_and_png_agree(swap_server: RunningServer) -> None:
-    image = np.zeros((16, 16), np.float32)
-    cv2.line(image, (8, 2), (8, 13), 1.0, 2)  # a "1", ink bright on dark
-    expected = _expected_probabilities(swap_server, image)
-    status, rows = await _post(swap_server.url + "api/digits", json=image.tolist())
-    assert status == 200, rows
-    assert rows["digit"] == int(np.argmax(expected))
-    np.testing.assert_allclose(rows["probabilities"], expected, atol=1e-5)
-    assert abs(sum(rows["probabilities"]) - 1.0) < 1e-4 and len(rows["probabilities"]) == 10
-    status, flat = await _post(swap_server.url + "api/digits", json=image.reshape(-1).tolist())
-    assert status == 200 and flat["digit"] == rows["digit"]
-    # The same digit drawn dark on white at 64x64, as a drawing pad would send it.
-    paper = np.full((64, 64), 255, np.uint8)
-    cv2.line(paper, (32, 8), (32, 55), 0, 8)
-    png = cv2.imencode(".png", paper)[1].tobytes()
-    status, from_png = await _post(swap_server.url + "api/digits", data=png, headers={"Content-Type": "image/png"})
-    assert status == 200, from_png
-    # Dark ink on light paper is inverted to the model's ink-bright convention and shrunk to 16x16.
-    ink_bright = cv2.resize(1.0 - paper.astype(np.float32) / 255.0, (16, 16), interpolation=cv2.INTER_AREA)
-    np.testing.assert_allclose(from_png["probabilities"], _expected_probabilities(swap_server, ink_bright),
-                               atol=1e-4)
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ({"json": [[0.0] * 15] * 16}, "16 lists of 16"),
-        ({"json": [0.5] * 255}, "256 numbers"),
-        ({"json": ["a"] * 256}, "numbers"),
-        ({"json": [-1.0] * 256}, ">= 0"),
-        ({"data": b"[1,2", "headers": {"Content-Type": "application/json"}}, "not valid JSON"),
-        ({"data": b"\x89PNG not really", "headers": {"Content-Type": "image/png"}}, "PNG"),
-    ],
-)
-async def test_digits_bad_input_is_a_400_with_a_message(swap_server: RunningServer, body: dict,
-                                                         expected: str) -> None:
-    status, reply = await _post(swap_server.url + "api/digits", **body)
-    assert status == 400 and expected in reply["error"], reply
