@@ -3,7 +3,9 @@
 `create_app(config)` loads the models (errors now, not at the first frame), builds the `ServerState` that every
 handler reaches through `app[STATE_KEY]`, and wires the routes and the shutdown hooks. Each part gets only what
 it uses: the session registry its `SessionServices`, a session's frame stages their settings, catalog and
-inference lane.
+inference lane. The served models are the one thing that changes while the server runs: the state holds a
+`LiveCatalog` whose snapshot a finished Studio job's models join without a restart (`--studio DIR`,
+stream_server.studio, wired to the catalog by `ModelFolders`).
 """
 
 from __future__ import annotations
@@ -14,17 +16,23 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from stream_server.backends import InferenceBackend, load_models
 from stream_server.batching import BatcherLane, InferenceBatcher
 from stream_server.catalog import ModelCatalog
+from stream_server.live_catalog import LiveCatalog, close_backends
+from stream_server.model_folders import ModelFolders
 from stream_server.config import ServerConfig, SessionOptions
 from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
 from stream_server.metrics import ServerMetrics
 from stream_server.pipeline import FramePipeline, PipelineSettings
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
+
+if TYPE_CHECKING:
+    from stream_server.studio.config import StudioConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +45,16 @@ class ServerState:
     metrics: ServerMetrics
     executor: ThreadPoolExecutor
     """The frame workers (also used for the digits model and for closing a session's stages)."""
-    catalog: ModelCatalog
-    """Every served model (manifest entry + backend)."""
+    models: LiveCatalog
+    """Every served model (manifest entry + backend): `models.current` is the snapshot in force."""
     batcher: InferenceBatcher | None
     """None for the echo pipeline."""
     registry: SessionRegistry
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        """The served models now (a Studio job's models join while the server runs)."""
+        return self.models.current
 
     @property
     def backends(self) -> Mapping[str, InferenceBackend]:
@@ -140,8 +153,12 @@ async def _error_middleware(request: web.Request,
         return web.json_response({"error": str(exc)}, status=500)
 
 
-def create_app(config: ServerConfig) -> web.Application:
-    """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks."""
+def create_app(config: ServerConfig, studio: StudioConfig | None = None) -> web.Application:
+    """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks.
+
+    `studio`: the Studio's settings where they are not the ones `--studio DIR --studio-max-mb N` means (tests and
+    benchmarks use a smaller recipe); given, it turns the Studio on.
+    """
     # Imported here: the handlers import STATE_KEY from this module.
     from stream_server import api, digits_api, signaling
 
@@ -159,16 +176,23 @@ def create_app(config: ServerConfig) -> web.Application:
         batcher = InferenceBatcher({name: catalog.backends[name] for name in catalog.swap_names}, config.batch_wait_ms,
                                    config.max_batch, on_batch=metrics.batch_run)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="swapstream-frame")
+
+    def retire(backends: Mapping[str, InferenceBackend]) -> None:
+        if batcher is not None:
+            batcher.remove_backends(backends)
+        close_backends(backends)
+
+    live = LiveCatalog(catalog, on_retired=retire)
     settings = PipelineSettings(mode=config.pipeline, detect_every=config.detect_every,
                                 max_faces=config.max_faces, disclosure_mark=config.disclosure_mark)
 
     def make_stages(session_id: str) -> FramePipeline:
         lane = BatcherLane(batcher, session_id) if batcher is not None else None
-        return FramePipeline(settings, catalog, lane)
+        return FramePipeline(settings, live, lane)
 
     def check_options(options: SessionOptions) -> None:
         if config.pipeline == "swap" and options.swap:
-            catalog.resolve(options.model)
+            live.current.resolve(options.model)
 
     services = SessionServices(executor=executor, metrics=metrics, make_stages=make_stages,
                                check_options=check_options, connect_timeout_s=config.connect_timeout_s,
@@ -177,7 +201,7 @@ def create_app(config: ServerConfig) -> web.Application:
         config=config,
         metrics=metrics,
         executor=executor,
-        catalog=catalog,
+        models=live,
         batcher=batcher,
         registry=SessionRegistry(config.max_sessions, services),
     )
@@ -187,9 +211,25 @@ def create_app(config: ServerConfig) -> web.Application:
     api.add_routes(app)
     digits_api.add_routes(app)
     _add_page_routes(app, _find_web_root())
+    if studio is None and config.studio_dir is not None:
+        from stream_server.studio.config import StudioConfig
+
+        studio = StudioConfig.for_server(config.studio_dir, config.studio_max_mb, config.models_dir)
+    if studio is not None:
+        _install_studio(app, studio, ModelFolders(live, batcher, state.registry))
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
+
+
+def _install_studio(app: web.Application, studio: StudioConfig, folders: ModelFolders) -> None:
+    """`--studio DIR`: the Studio's routes and jobs; a finished job's models join the live catalog (at startup
+    too, for jobs finished before), a deleted job's leave it. The app's start fails with StudioUnavailable,
+    naming the fix, when the children's interpreter lacks the training extra."""
+    from stream_server.studio.api import install
+    from stream_server.studio.service import StudioService
+
+    install(app, StudioService(studio, on_models_ready=folders.add, on_models_removed=folders.remove))
 
 
 def _add_page_routes(app: web.Application, root: Path | None) -> None:
@@ -216,4 +256,4 @@ async def _on_cleanup(app: web.Application) -> None:
     if state.batcher is not None:
         state.batcher.close()
     state.executor.shutdown(wait=True)
-    state.catalog.close()
+    state.models.close()

@@ -27,7 +27,7 @@ from faces.mask import hull_mask
 from faces.smooth import LandmarkSmoother
 from faces.track import Detector, FaceTracker
 from faces.types import Face
-from stream_server.catalog import ModelCatalog
+from stream_server.catalog import SwapModels
 from stream_server.config import PipelineMode, SessionOptions
 from stream_server.errors import ServerError
 from stream_server.frames import StageTimes
@@ -69,7 +69,7 @@ def video_detector(max_faces: int) -> Detector:
 class FramePipeline:
     """One session's frame stages; it owns its face tracker (and detector) and its inference lane."""
 
-    def __init__(self, settings: PipelineSettings, catalog: ModelCatalog, infer: Infer | None,
+    def __init__(self, settings: PipelineSettings, catalog: SwapModels, infer: Infer | None,
                  detector_factory: Callable[[int], Detector] = video_detector) -> None:
         self._settings = settings
         self._catalog = catalog
@@ -125,14 +125,15 @@ class FramePipeline:
 
     def _swap(self, frame: NDArray[np.uint8], faces: list[Face], options: SessionOptions, infer: Infer,
               stage_ms: StageTimes) -> NDArray[np.uint8]:
-        model = self._catalog.resolve(options.model)
-        t0 = time.perf_counter()
-        aligned = [align_face(frame, face, model.face_size) for face in faces]
-        batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
-        stage_ms["align"] = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        outputs = infer(model.name, batch)
-        stage_ms["infer"] = (time.perf_counter() - t0) * 1000
+        # The model is held from here until its outputs are back: removed meanwhile, it still serves this frame.
+        with self._catalog.use(options.model) as model:
+            t0 = time.perf_counter()
+            aligned = [align_face(frame, face, model.face_size) for face in faces]
+            batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+            stage_ms["align"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            outputs = infer(model.name, batch)
+            stage_ms["infer"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         rgb = outputs[model.rgb_index]
         model_masks = outputs[model.mask_index] if model.mask_index is not None else None
