@@ -23,11 +23,11 @@ from aiohttp import web
 from stream_server.backends import InferenceBackend, load_models
 from stream_server.batching import BatcherLane, InferenceBatcher
 from stream_server.catalog import ModelCatalog
-from stream_server.live_catalog import LiveCatalog, close_backends
-from stream_server.model_folders import ModelFolders
 from stream_server.config import ServerConfig, SessionOptions
 from stream_server.errors import AuthError, ModelLoadError, ServerError, SignalingError
+from stream_server.live_catalog import LiveCatalog, close_backends
 from stream_server.metrics import ServerMetrics
+from stream_server.model_folders import ModelFolders
 from stream_server.pipeline import FramePipeline, PipelineSettings
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
 

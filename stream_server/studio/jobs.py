@@ -19,9 +19,11 @@ JOB_ID = re.compile(r"[0-9a-f]{12}")
 JOB_VERSION = 1
 
 
-def utc_now() -> str:
-    """Now as ISO 8601 UTC with a Z, whole seconds (the manifest's style)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def utc_now(precise: bool = False) -> str:
+    """Now as ISO 8601 UTC with a Z: whole seconds (the manifest's style), or microseconds when `precise` (a job's
+    `created`, which orders the jobs: two uploads often finish within one second)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.isoformat(timespec="microseconds" if precise else "seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

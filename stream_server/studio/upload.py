@@ -244,8 +244,8 @@ async def receive_job(request: web.Request, store: JobStore, config: StudioConfi
                               "or delete that job")
         files = await _probe_all(received)
         now = utc_now()
-        job = Job(id=job_id, name=job_request.name, title=job_request.title, created=now, steps=job_request.steps,
-                  size=job_request.size,
+        job = Job(id=job_id, name=job_request.name, title=job_request.title, created=utc_now(precise=True),
+                  steps=job_request.steps, size=job_request.size,
                   consent=Consent(statement=job_request.statement, people=job_request.people, time=now),
                   files=tuple(files), updated=now, stage_started=now)
         return store.commit(staging, job)

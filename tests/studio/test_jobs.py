@@ -140,6 +140,10 @@ def test_two_jobs_run_one_after_the_other_to_models_with_consent(
     refused = restarted.service.status(first_id)
     assert refused["state"] == "failed"
     assert "could not join the live catalog" in refused["error"] and "already served" in refused["error"]
+    # deleting a finished job takes its models out of the catalog; --models stays
+    photo_id = next(job["id"] for job in restarted.service.jobs() if job["name"] == "photo-b")
+    assert restarted.call(lambda: restarted.service.delete(photo_id))["removed"] is True
+    assert restarted.served() == ["video-pair.swap_a2b", "video-pair.swap_b2a"]
 
 
 def test_a_real_server_restarted_mid_training_resumes_the_job_and_serves_its_models(
