@@ -10,14 +10,15 @@ follows aiortc's buffer, so the receiver around it cannot tell the difference ex
 
 aiortc keeps its buffer in a private attribute; ``install_on_receiver`` swaps it on a video receiver and
 falls back to the stock buffer, with a log line, if the attribute is not where the verified aiortc
-versions keep it.
+versions keep it. ``replace_receiver_buffer`` is that swap for any buffer (``rtc.audio`` uses it for audio).
 """
 
 from __future__ import annotations
 
 import logging
 from importlib import metadata
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -189,15 +190,18 @@ def is_verified_aiortc(version: str | None = None) -> bool:
     return low <= release < high
 
 
-def receiver_jitter_buffer_problem(receiver: RTCRtpReceiver) -> str | None:
-    """Why the buffer on this receiver cannot be swapped (naming the attribute), or None if it can."""
+def receiver_jitter_buffer_problem(receiver: RTCRtpReceiver, ours: type = MarkerJitterBuffer) -> str | None:
+    """Why the buffer on this receiver cannot be swapped (naming the attribute), or None if it can.
+
+    The buffer there must be aiortc's own `JitterBuffer` or an `ours` already installed.
+    """
     current = getattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, None)
     if current is None:
         return (
             f"RTCRtpReceiver has no attribute {RECEIVER_JITTER_BUFFER_ATTRIBUTE!r} "
             f"(aiortc {aiortc_version()}; verified {VERIFIED_AIORTC_SPECIFIER})"
         )
-    if not isinstance(current, (JitterBuffer, MarkerJitterBuffer)):
+    if not isinstance(current, (JitterBuffer, ours)):
         return (
             f"RTCRtpReceiver.{RECEIVER_JITTER_BUFFER_ATTRIBUTE} is a {type(current).__qualname__}, "
             f"not aiortc.jitterbuffer.JitterBuffer (aiortc {aiortc_version()}; verified {VERIFIED_AIORTC_SPECIFIER})"
@@ -205,51 +209,58 @@ def receiver_jitter_buffer_problem(receiver: RTCRtpReceiver) -> str | None:
     return None
 
 
-def _receiver_kind(receiver: RTCRtpReceiver) -> str | None:
+def receiver_kind(receiver: RTCRtpReceiver) -> str | None:
+    """"audio" or "video": what the receiver receives."""
     kind = getattr(receiver, RECEIVER_KIND_ATTRIBUTE, None)
     if kind is None and receiver.track is not None:
         kind = receiver.track.kind
     return kind if isinstance(kind, str) else None
 
 
+B = TypeVar("B")
+
+
+def replace_receiver_buffer(receiver: RTCRtpReceiver, ours: type[B], make: Callable[[JitterBuffer], B],
+                            what: str) -> B | None:
+    """Swap aiortc's jitter buffer on `receiver` for `make(stock_buffer)`; the buffer in place, or None.
+
+    Call it before media flows. An `ours` already there is kept (installing twice is harmless). None, with a
+    warning naming `what` and the reason, when aiortc keeps its buffer elsewhere or packets already arrived.
+    """
+    problem = receiver_jitter_buffer_problem(receiver, ours)
+    if problem is not None:
+        logger.warning("keeping aiortc's stock jitter buffer (%s not installed): %s", what, problem)
+        return None
+    current = getattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE)
+    if isinstance(current, ours):
+        return current
+    if getattr(current, "_origin", None) is not None:
+        logger.warning("keeping aiortc's stock jitter buffer: packets already arrived on this receiver; "
+                       "install the %s before media flows", what)
+        return None
+    if not is_verified_aiortc():
+        logger.warning("aiortc %s is outside the verified range %s; installing the %s anyway because %s looks as "
+                       "expected", aiortc_version(), VERIFIED_AIORTC_SPECIFIER, what, RECEIVER_JITTER_BUFFER_ATTRIBUTE)
+    replacement = make(current)
+    setattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, replacement)
+    logger.debug("%s installed", what)
+    return replacement
+
+
 def install_on_receiver(receiver: RTCRtpReceiver, mode: JitterBufferMode) -> bool:
     """Put a MarkerJitterBuffer on a video receiver (mode "marker"); True if it is installed.
 
     Call it before media flows (right after the receiver is created, or in the "track" event). Audio
-    receivers and mode "stock" keep aiortc's buffer. If aiortc keeps its buffer somewhere else, the stock
-    buffer stays and a warning names the attribute.
+    receivers and mode "stock" keep aiortc's buffer (`rtc.audio` has the audio buffers). If aiortc keeps its
+    buffer somewhere else, the stock buffer stays and a warning names the attribute.
     """
     if mode not in JITTER_BUFFER_MODES:
         raise JitterBufferModeError(f"--jitter-buffer must be one of {', '.join(JITTER_BUFFER_MODES)}, got {mode!r}")
-    kind = _receiver_kind(receiver)
-    if mode == "stock" or kind != "video":
+    if mode == "stock" or receiver_kind(receiver) != "video":
         return False
-    problem = receiver_jitter_buffer_problem(receiver)
-    if problem is not None:
-        logger.warning("keeping aiortc's stock jitter buffer (one frame interval slower): %s", problem)
-        return False
-    current = getattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE)
-    if isinstance(current, MarkerJitterBuffer):
-        return True
-    if getattr(current, "_origin", None) is not None:
-        logger.warning(
-            "keeping aiortc's stock jitter buffer: packets already arrived on this receiver; "
-            "install the marker buffer before media flows"
-        )
-        return False
-    if not is_verified_aiortc():
-        logger.warning(
-            "aiortc %s is outside the verified range %s; installing the marker jitter buffer anyway "
-            "because %s looks as expected",
-            aiortc_version(),
-            VERIFIED_AIORTC_SPECIFIER,
-            RECEIVER_JITTER_BUFFER_ATTRIBUTE,
-        )
-    replacement = MarkerJitterBuffer(
-        capacity=current.capacity,
-        prefetch=int(getattr(current, "_prefetch", 0)),
-        is_video=True,
-    )
-    setattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, replacement)
-    logger.debug("marker jitter buffer installed (capacity %d)", replacement.capacity)
-    return True
+    installed = replace_receiver_buffer(
+        receiver, MarkerJitterBuffer,
+        lambda stock: MarkerJitterBuffer(capacity=stock.capacity, prefetch=int(getattr(stock, "_prefetch", 0)),
+                                         is_video=True),
+        "marker jitter buffer")
+    return installed is not None

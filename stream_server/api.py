@@ -12,17 +12,26 @@ from swapstream.manifest import ModelEntry
 
 
 async def handle_healthz(request: web.Request) -> web.Response:
-    """GET /healthz: models loaded, inference provider, live sessions."""
+    """GET /healthz: models, where inference runs, and the load; 503 (same body, with a reason) when full, so a
+    load balancer sends new sessions elsewhere."""
     state = request.app[STATE_KEY]
-    return web.json_response({
-        "status": "ok",
+    sessions, most = len(state.registry), state.config.max_sessions
+    body = {
+        "status": "ok" if sessions < most else "full",
         "pipeline": state.config.pipeline,
         "jitter_buffer": state.config.jitter_buffer,
         "models": sorted(state.backends),
         "provider": state.provider,
-        "sessions": len(state.registry),
-        "max_sessions": state.config.max_sessions,
-    })
+        "inference": state.config.inference,
+        "inference_available": state.remote.available if state.remote is not None else True,
+        "sessions": sessions,
+        "max_sessions": most,
+        "free": max(0, most - sessions),
+    }
+    if sessions < most:
+        return web.json_response(body)
+    body["reason"] = f"full: {sessions} of {most} sessions (--max-sessions); new sessions get 503 here"
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
 
 
 async def handle_metrics(request: web.Request) -> web.Response:

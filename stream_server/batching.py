@@ -1,9 +1,14 @@
-"""Micro-batching across sessions: faces from frames that are ready together are inferred in one batch.
+"""How a session's faces reach the models: micro-batched across sessions in-process, or straight to Triton.
 
-One worker thread owns the inference calls. A request from the only live session runs at once; when several
-sessions are live, the worker waits at most `max_wait_ms` (<= 2 ms) for the other sessions' faces before it
-runs everything queued for the same model as one batch. Models join and leave while it runs (`add_backends`,
-`remove_backends`: a Studio job's models); a request keeps the backend it was queued for.
+`InferenceBatcher` (models in this process): one worker thread owns the inference calls. A request from the only
+live session runs at once; when several sessions are live, the worker waits at most `max_wait_ms` (<= 2 ms) for
+the other sessions' faces before it runs everything queued for the same model as one batch. Models join and leave
+while it runs (`add_backends`, `remove_backends`: a Studio job's models); a request keeps the backend it was queued
+for. `BatcherLane` is one session's way into it.
+
+`DirectLane` (--inference triton://): no in-process batching; each frame's faces go to Triton from the frame's
+worker thread as one request, and Triton's dynamic batcher gathers requests across sessions and servers. A failed
+request is counted and either raised (the frame goes out unswapped) or run by the local fallback backend.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stream_server.backends import InferenceBackend
+from stream_server.errors import RemoteInferenceError
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +187,34 @@ class BatcherLane:
     def close(self) -> None:
         """Leave the batcher: other sessions stop waiting for this one's faces."""
         self._batcher.unregister(self._session)
+
+
+class DirectLane:
+    """The lane of every session when the models run on Triton: requests go straight to the backends (no batcher).
+
+    Stateless, so one lane serves all sessions. `fallback` (--inference-fallback local) holds in-process backends
+    that run a batch Triton failed; without it the failure is raised to the frame stages.
+    """
+
+    def __init__(self, backends: Mapping[str, InferenceBackend], fallback: Mapping[str, InferenceBackend] | None,
+                 on_batch: Callable[[int], None], on_failure: Callable[[RemoteInferenceError], None]) -> None:
+        self._backends = dict(backends)
+        self._fallback = dict(fallback) if fallback is not None else None
+        self._on_batch = on_batch
+        self._on_failure = on_failure
+
+    def __call__(self, model: str, faces: Batch) -> list[Batch]:
+        """Run `model` on these faces now (blocks the worker thread); RemoteInferenceError when Triton failed and
+        there is no fallback."""
+        try:
+            outputs = self._backends[model].run(faces)
+        except RemoteInferenceError as exc:
+            self._on_failure(exc)
+            if self._fallback is None:
+                raise
+            return self._fallback[model].run(faces)
+        self._on_batch(len(faces))
+        return outputs
+
+    def close(self) -> None:
+        """Nothing to leave: the lane keeps no per-session state."""

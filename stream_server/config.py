@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from faces.color import COLOR_MODES, ColorMode
+from provenance.signer import SigningConfig, add_signing_flags, signing_config_from_flags
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode
+from stream_server.backends.triton import parse_triton_url
 from stream_server.errors import ConfigError
 
 PipelineMode = Literal["swap", "echo"]
 PIPELINE_MODES: tuple[PipelineMode, ...] = get_args(PipelineMode)
+LOCAL_INFERENCE = "local"
+InferenceFallback = Literal["none", "local"]
+INFERENCE_FALLBACKS: tuple[InferenceFallback, ...] = get_args(InferenceFallback)
 MAX_BATCH_WAIT_MS = 2.0
 
 
@@ -84,6 +89,18 @@ class ServerConfig:
     studio_dir: Path | None = None
     """--studio DIR: train models on uploaded faces in DIR (off when None; needs the train extra)."""
     studio_max_mb: int = 500
+    """--studio-max-mb: the largest Studio upload, all files of a job together."""
+    inference: str = LOCAL_INFERENCE
+    """Where the swap models run: "local" (in this process, micro-batched) or "triton://HOST:PORT"."""
+    inference_fallback: InferenceFallback = "none"
+    """With Triton: what a frame gets while Triton fails ("none": its faces unswapped; "local": in-process)."""
+    record_dir: Path | None = None
+    """--record DIR: sessions may be recorded there (on request, or all with record_all)."""
+    record_all: bool = False
+    record_unsigned: bool = False
+    """Allow --record without signing credentials (the recordings then carry no C2PA manifest)."""
+    signing: SigningConfig | None = None
+    """The C2PA certificate and key recordings are signed with (checked when the app is built)."""
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINE_MODES:
@@ -125,6 +142,36 @@ class ServerConfig:
             raise ConfigError(f"--studio {self.studio_dir}: exists and is not a folder")
         if not 1 <= self.studio_max_mb <= 100_000:
             raise ConfigError(f"--studio-max-mb must be in 1..100000, got {self.studio_max_mb}")
+        if self.inference != LOCAL_INFERENCE:
+            parse_triton_url(self.inference)  # ConfigError naming --inference
+        if self.inference_fallback not in INFERENCE_FALLBACKS:
+            raise ConfigError(f"--inference-fallback must be none or local, got {self.inference_fallback!r}")
+        if self.studio_dir is not None and self.remote_inference:
+            raise ConfigError(f"--studio trains models for this server's own inference: it cannot be used with "
+                              f"--inference {self.inference} (Triton serves only the models exported to it)")
+        if self.inference_fallback == "local" and not self.remote_inference:
+            raise ConfigError("--inference-fallback local needs --inference triton://HOST:PORT (the models already "
+                              "run in-process)")
+
+        self._check_recording()
+    @property
+    def remote_inference(self) -> bool:
+        """Whether the swap models run on Triton (--inference triton://...) rather than in this process."""
+        return self.inference != LOCAL_INFERENCE
+
+    def _check_recording(self) -> None:
+        if self.record_dir is None:
+            for flag, given in (("--record-all", self.record_all), ("--record-unsigned", self.record_unsigned)):
+                if given:
+                    raise ConfigError(f"{flag} needs --record DIR")
+            return
+        if not Path(self.record_dir).parent.is_dir():
+            raise ConfigError(f"--record {self.record_dir}: its folder {Path(self.record_dir).parent} does not exist")
+        if self.signing is None and not self.record_unsigned:
+            raise ConfigError(f"--record {self.record_dir}: recordings are signed (C2PA, docs/provenance.md) and no "
+                              "signing certificate was given: pass --sign-cert and --sign-key (or set "
+                              "SWAPSTREAM_SIGN_CERT and SWAPSTREAM_SIGN_KEY; `swapstream keys init DIR` makes local "
+                              "test ones), or --record-unsigned to record without signing")
 
     @property
     def url(self) -> str:
@@ -194,6 +241,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--digits-corrections", metavar="DIR", default=_env(environ, "DIGITS_CORRECTIONS", None),
                         help="store the digits the Digits tab's users correct in DIR, for `swapstream train digits "
                              "--data DIR` (off by default; SWAPSTREAM_DIGITS_CORRECTIONS)")
+    parser.add_argument("--inference", default=_env(environ, "INFERENCE", LOCAL_INFERENCE),
+                        help="where the swap models run: local (in this process, default) or triton://HOST:PORT "
+                             "(a Triton Inference Server's gRPC endpoint, shared by many servers)")
+    parser.add_argument("--inference-fallback", choices=INFERENCE_FALLBACKS,
+                        default=_env(environ, "INFERENCE_FALLBACK", "none"),
+                        help="with --inference triton://: while Triton fails, send faces out unswapped (none, "
+                             "default) or run the models in this process (local: loaded at start)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
@@ -205,6 +259,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                              "needs the train extra)")
     parser.add_argument("--studio-max-mb", type=int, default=_env(environ, "STUDIO_MAX_MB", 500, int),
                         help="largest Studio upload, all files of a job together, in MB (default 500)")
+    parser.add_argument("--record", type=Path, metavar="DIR", default=_env(environ, "RECORD", None, Path),
+                        help="record sessions to DIR/<session>.mp4 when their control channel asks (signed: needs "
+                             "--sign-cert/--sign-key, or --record-unsigned)")
+    parser.add_argument("--record-all", action="store_true", default=_env(environ, "RECORD_ALL", False, _parse_bool),
+                        help="record every session from its first frame (with --record)")
+    parser.add_argument("--record-unsigned", action="store_true",
+                        default=_env(environ, "RECORD_UNSIGNED", False, _parse_bool),
+                        help="allow --record without signing credentials: recordings without C2PA credentials")
+    add_signing_flags(parser)
     return parser
 
 
@@ -239,4 +302,10 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         default_options=defaults,
         studio_dir=Path(args.studio) if args.studio else None,
         studio_max_mb=args.studio_max_mb,
+        inference=args.inference,
+        inference_fallback=args.inference_fallback,
+        record_dir=args.record,
+        record_all=args.record_all,
+        record_unsigned=args.record_unsigned,
+        signing=signing_config_from_flags(args.sign_cert, args.sign_key, args.sign_tsa_url, env),
     )

@@ -2,7 +2,9 @@
 
 The client sends `{"type": "options", ...}`; the server answers `{"type": "options", "options": {...}}` (the
 options now in force) or `{"type": "error", "message": ...}`, and sends `{"type": "stats", ...}` about once a
-second with the means of `SessionStats`.
+second with the means of `SessionStats`. `{"type": "record", "on": true|false}` starts or stops recording the
+session (`swapstream serve --record DIR`); the answer is `{"type": "record", "on", "signed"}`, and each finished
+file is announced with `{"type": "recorded", "file", "signed", ...}`.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ CONTROL_LABEL = "control"
 class ControlChannel:
     """The session side of the "control" DataChannel; sends nothing until the client opens one."""
 
-    def __init__(self, apply_options: Callable[[Mapping[str, Any]], SessionOptions]) -> None:
+    def __init__(self, apply_options: Callable[[Mapping[str, Any]], SessionOptions],
+                 set_recording: Callable[[bool], Mapping[str, Any]]) -> None:
         # apply_options(changes) -> the options in force; ConfigError names a bad option.
+        # set_recording(on) -> the recording status to answer; ConfigError when the server does not record.
         self._apply_options = apply_options
+        self._set_recording = set_recording
         self._channel: RTCDataChannel | None = None
 
     def attach(self, channel: RTCDataChannel) -> None:
@@ -58,15 +63,20 @@ class ControlChannel:
         except (TypeError, ValueError) as exc:
             self.send_error(f"control message is not JSON: {exc}")
             return
-        if not isinstance(data, dict) or data.get("type") != "options":
-            self.send_error('control messages are {"type": "options", ...}')
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind not in ("options", "record"):
+            self.send_error('control messages are {"type": "options", ...} or {"type": "record", "on": true|false}')
             return
+        assert isinstance(data, dict)
         try:
-            options = self._apply_options(data)
+            if kind == "record":
+                if not isinstance(data.get("on"), bool):
+                    raise ConfigError(f'"record" needs "on": true or false, got {data.get("on")!r}')
+                self.send(self._set_recording(data["on"]))
+            else:
+                self.send({"type": "options", "options": self._apply_options(data).as_dict()})
         except ConfigError as exc:
             self.send_error(str(exc))
-            return
-        self.send({"type": "options", "options": options.as_dict()})
 
 
 class SessionStats:

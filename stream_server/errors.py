@@ -1,11 +1,16 @@
 """Errors of the stream server.
 
 ServerError (SwapstreamError)
- +-- ConfigError       a flag or SWAPSTREAM_* variable with a bad value (names it)
- +-- ModelLoadError    a model file missing, corrupt or not what the manifest says (names the file);
- |                     also a swapstream.errors.ManifestError, like the manifest reader's own errors
- +-- SignalingError    a malformed offer / WHIP / WHEP request (becomes HTTP 400)
-      +-- AuthError     a missing or wrong bearer token (HTTP 401)
+ +-- ConfigError            a flag or SWAPSTREAM_* variable with a bad value (names it)
+ +-- ModelLoadError         a model file missing, corrupt or not what the manifest says (names the file);
+ |    |                     also a swapstream.errors.ManifestError, like the manifest reader's own errors
+ |    +-- TritonModelError  Triton lacks a manifest model or serves a different one (the start-up check)
+ +-- RemoteInferenceError   the inference service (Triton) failed a request: the frame goes out unswapped, or
+ |    |                     through --inference-fallback local; the next frame tries again
+ |    +-- TritonUnavailable     Triton did not answer in time: down, unreachable or overloaded
+ |    +-- TritonInferenceError  Triton answered with an error (a model not loaded yet, a bad input)
+ +-- SignalingError         a malformed offer / WHIP / WHEP request (becomes HTTP 400)
+      +-- AuthError         a missing or wrong bearer token (HTTP 401)
 """
 
 from __future__ import annotations
@@ -23,6 +28,22 @@ class ConfigError(ServerError):
 
 class ModelLoadError(ServerError, ManifestError):
     """A model cannot be loaded; raised at load time, never at the first frame."""
+
+
+class TritonModelError(ModelLoadError):
+    """Triton lacks a manifest model, or serves one that differs from the manifest (raised at start)."""
+
+
+class RemoteInferenceError(ServerError):
+    """The inference service failed one request; frames go on (unswapped, or through the local fallback)."""
+
+
+class TritonUnavailable(RemoteInferenceError):
+    """Triton did not answer in time: down, unreachable or overloaded."""
+
+
+class TritonInferenceError(RemoteInferenceError):
+    """Triton answered a request with an error (a model not loaded, a bad input, a model that failed at run time)."""
 
 
 class SignalingError(ServerError):

@@ -105,11 +105,15 @@ class FrameStages(Protocol):
 
 @dataclass(frozen=True)
 class ProcessedFrame:
-    """A frame that passed both stages: the outgoing frame with its input's timing, stage times, faces swapped."""
+    """A frame that passed both stages: the outgoing frame with its input's timing, stage times, faces swapped,
+    and the pixels it was made from with the options they were processed with (for a recording: the array is
+    not changed after this)."""
 
     timed: TimedFrame
     stage_ms: StageTimes
     faces: int
+    rgb: NDArray[np.uint8]
+    options: SessionOptions
 
 
 @dataclass(frozen=True)
@@ -181,8 +185,9 @@ class FrameScheduler:
     def _render(self, item: _Located) -> ProcessedFrame:
         rgb, stage_ms = self._stages.render(item.rgb, item.faces, item.options)
         out = TimedFrame(to_video_frame(rgb, like=item.timed.frame), item.timed.received_at)
-        faces = len(item.faces) if self._stages.swap_enabled(item.options) else 0
-        return ProcessedFrame(out, {**item.stage_ms, **stage_ms}, faces)
+        # faces count as swapped only where the model ran ("infer" timed): not while remote inference is down
+        faces = len(item.faces) if self._stages.swap_enabled(item.options) and "infer" in stage_ms else 0
+        return ProcessedFrame(out, {**item.stage_ms, **stage_ms}, faces, rgb, item.options)
 
     async def close(self) -> None:
         """Wait for frames still in worker threads (the stages must outlive them), then close the stages."""

@@ -15,14 +15,17 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 
+from rtc.audio import EncodedAudio, EncodedAudioTap, install_audio_buffer
+from stream_server.audio import AudioRelay, ForwardedAudioTrack, VideoDelay
 from stream_server.config import SessionOptions
 from stream_server.control import ControlChannel, SessionStats
-from stream_server.errors import ServerError
+from stream_server.errors import ConfigError, ServerError
 from stream_server.frames import FrameScheduler, FrameStages, ProcessedFrame
 from stream_server.metrics import ServerMetrics
+from stream_server.recording import RecordedFile, RecordingSettings, SessionRecording
 from stream_server.tracks import FrameBroadcaster, LatestFrameReader, ProcessedVideoTrack, discard
 
 logger = logging.getLogger(__name__)
@@ -46,12 +49,16 @@ class SessionServices:
     executor: Executor
     """The frame workers."""
     metrics: ServerMetrics
-    make_stages: Callable[[str], FrameStages]
-    """A new session's frame stages, by session id."""
+    make_stages: Callable[[str, Callable[[str], None]], FrameStages]
+    """A new session's frame stages, from its id and its way to tell its client of a problem (`notify_client`)."""
     check_options: Callable[[SessionOptions], None]
     """Raises ConfigError for options this server cannot serve (for example an unknown model)."""
     connect_timeout_s: float
     stats_interval_s: float
+    recording: RecordingSettings | None = None
+    """None unless the server records (--record DIR)."""
+    record_all: bool = False
+    """Record every session from its first frame (--record-all)."""
 
 
 class Session:
@@ -78,9 +85,14 @@ class Session:
         self._on_closed = on_closed
         self._reader: LatestFrameReader | None = None
         self._scheduler: FrameScheduler | None = None
-        self._control = ControlChannel(self.set_options)
+        self.video_delay = VideoDelay()
+        self.audio: AudioRelay | None = None
+        """The peer's audio on its way out (None until, and unless, the peer sends an audio track)."""
+        self.recording: SessionRecording | None = None
+        self._control = ControlChannel(self.set_options, self.set_recording)
         self._stats = SessionStats()
         self._errors_logged = 0
+        self._loop = asyncio.get_running_loop()
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
@@ -123,6 +135,8 @@ class Session:
         if self._reader is not None:
             await self._reader.stop()
         self.broadcaster.close()
+        if self.audio is not None:
+            self.audio.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         viewers = list(self.viewers.values())
         self.viewers.clear()
@@ -130,28 +144,59 @@ class Session:
         await self.pc.close()
         if self._scheduler is not None:
             await self._scheduler.close()
+        if self.recording is not None:
+            self.recording.stop()
+            await self.recording.wait()
         logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
 
     # -- media -----------------------------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
-        """Process the peer's first video track (an /offer peer gets the result back); drain any other track."""
+        """Process the peer's first video track and forward its first audio track (an /offer peer gets both
+        back); drain any other track."""
+        if track.kind == "audio" and self.audio is None and self._forward_audio(track):
+            return
         if self._reader is not None or track.kind != "video":
             # aiortc queues every decoded frame of every track without bound: an ignored track must still be read.
             self.spawn(discard(track), f"discard-{track.kind}")
             return
         metrics = self._services.metrics
         self._reader = LatestFrameReader(track, on_frame=metrics.frames_in.inc, on_drop=metrics.frames_dropped.inc)
-        self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id), self._services.executor,
+        self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id, self.notify_client),
+                                         self._services.executor,
                                          options=lambda: self.options, on_processed=self._on_processed,
                                          on_error=self._report_error, on_drop=metrics.frames_dropped.inc)
         self.spawn(self._process(self._scheduler), "process")
         self.spawn(self._report_stats(), "stats")
         if self.kind == "offer":
             self.pc.addTrack(self.subscribe())
+        if self._services.record_all:
+            self.set_recording(True)
+
+    def _forward_audio(self, track: MediaStreamTrack) -> bool:
+        """Tap the audio track's receiver for its Opus packets and relay them (stream_server.audio); False if
+        the receiver cannot be tapped (the track is then drained like any other)."""
+        receiver = self._receiver_of(track)
+        relay = AudioRelay(self.video_delay)
+        if receiver is None or not install_audio_buffer(receiver, EncodedAudioTap(relay.push)):
+            logger.warning("session %s: the peer's audio is not forwarded (its receiver cannot be tapped)", self.id[:8])
+            return False
+        self.audio = relay
+        relay.listeners.append(self._record_sound)
+        self.spawn(relay.run(), "audio")
+        if self.kind == "offer":
+            self.pc.addTrack(relay.subscribe())
+        return True
+
+    def _receiver_of(self, track: MediaStreamTrack) -> RTCRtpReceiver | None:
+        return next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
 
     def subscribe(self) -> ProcessedVideoTrack:
         """A new outgoing track carrying this session's processed video."""
         return self.broadcaster.subscribe()
+
+    def subscribe_audio(self) -> ForwardedAudioTrack | None:
+        """A new outgoing track carrying this session's audio, in step with its video; None without audio."""
+        return self.audio.subscribe() if self.audio is not None else None
 
     async def _process(self, scheduler: FrameScheduler) -> None:
         await scheduler.run()
@@ -165,6 +210,8 @@ class Session:
         metrics.faces.inc(processed.faces)
         self._stats.frame_processed(processed.stage_ms, processed.faces)
         self.broadcaster.publish(processed.timed)
+        if self.recording is not None:
+            self.recording.picture(processed.rgb, processed.timed.received_at, processed.options)
 
     def _report_error(self, exc: Exception) -> None:
         self._errors_logged += 1
@@ -172,9 +219,44 @@ class Session:
             logger.error("session %s: frame failed: %s", self.id[:8], exc, exc_info=self._errors_logged == 1)
         self._control.send_error(f"frame failed: {exc}")
 
+    def notify_client(self, message: str) -> None:
+        """An error event on the control channel, from any thread (the frame stages run in worker threads)."""
+        try:
+            self._loop.call_soon_threadsafe(self._control.send_error, message)
+        except RuntimeError:  # the loop has closed: so has the session
+            logger.debug("session %s: not sent, the loop is closed: %s", self.id[:8], message)
+
     def _on_sent(self, encode_ms: float, added_ms: float) -> None:
         self._services.metrics.frame_sent(encode_ms, added_ms)
         self._stats.frame_sent(encode_ms, added_ms)
+        self.video_delay.observe(added_ms / 1000)
+
+    # -- recording (--record DIR) -----------------------------------------------------------------------------
+    def set_recording(self, on: bool) -> dict[str, Any]:
+        """Start or stop recording this session (stream_server.recording); the status to tell the client.
+
+        ConfigError when the server does not record.
+        """
+        settings = self._services.recording
+        if settings is None:
+            raise ConfigError("this server does not record: start it with --record DIR")
+        if on and self.recording is None:
+            source = f"a live stream sent to swapstream serve ({'WHIP' if self.kind == 'whip' else 'POST /offer'})"
+            self.recording = SessionRecording(self.id, settings, source, has_audio=lambda: self.audio is not None,
+                                              on_finished=self._recorded)
+        elif on and self.recording is not None:
+            self.recording.start()  # again, after a stop: the next file gets the next number
+        elif self.recording is not None:
+            self.recording.stop()
+        return {"type": "record", "on": self.recording is not None and self.recording.active,
+                "signed": settings.credentials is not None}
+
+    def _record_sound(self, audio: EncodedAudio) -> None:
+        if self.recording is not None:
+            self.recording.sound(audio)
+
+    def _recorded(self, finished: RecordedFile) -> None:
+        self._control.send(finished.message())
 
     # -- options and the control channel ---------------------------------------------------------------------
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -203,7 +285,16 @@ class Session:
             self._control.send({**self._stats.snapshot_and_reset(), "type": "stats", "session_id": self.id,
                                 "frames_in": reader.received if reader else 0,
                                 "frames_dropped": reader.dropped if reader else 0,
-                                "viewers": len(self.viewers)})
+                                "viewers": len(self.viewers), "audio": self._audio_stats()})
+
+    def _audio_stats(self) -> dict[str, Any] | None:
+        """The audio relay's figures for the stats message (None when the peer sends no audio)."""
+        relay = self.audio
+        if relay is None:
+            return None
+        delay = relay.delay_s
+        return {"delay_ms": round(delay * 1000, 1) if delay is not None else None, "packets_in": relay.received,
+                "packets_out": relay.forwarded, "packets_dropped": relay.dropped}
 
     # -- WHEP viewers ----------------------------------------------------------------------------------------
     def add_viewer(self, pc: RTCPeerConnection) -> str:

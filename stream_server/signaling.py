@@ -2,6 +2,11 @@
 
 Every handler reaches shared state through request.app[STATE_KEY]. Bad requests raise SignalingError,
 which the error middleware (app.py) turns into HTTP 400 with the message.
+
+The WHIP/WHEP resource URLs (`Location`, `Link`) are paths without scheme or host, so a client resolves them
+against the URL it used, a reverse proxy's included; behind a proxy that publishes this server under a path
+prefix and says so in `X-Forwarded-Prefix` (deploy/haproxy's /node/<server>), they start with that prefix
+(`forwarded_prefix`). `Forwarded` and `X-Forwarded-Proto`/`-Host` are not needed for that and are not read.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +29,9 @@ from stream_server.session import Session, SessionKind, UnknownSessionError
 logger = logging.getLogger(__name__)
 
 SDP_CONTENT_TYPE = "application/sdp"
+# A proxy's path prefix is echoed into Location headers: path segments of unreserved characters only.
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+_MAX_PREFIX_LENGTH = 256
 
 
 def check_token(request: web.Request) -> None:
@@ -60,16 +69,70 @@ async def read_body(request: web.Request) -> str:
         raise SignalingError(f"request body is not text: {exc}") from exc
 
 
+def forwarded_prefix(request: web.Request) -> str:
+    """The path prefix a reverse proxy publishes this server under (X-Forwarded-Prefix, without a trailing "/"),
+    "" without one; resource paths are that prefix + "/whip/<id>" etc. Checked before anything is created:
+    SignalingError (400) for a prefix that is not a plain path like `/node/media1` (segments of letters, digits
+    and `-._~`, none of them `.` or `..`).
+    """
+    prefix = request.headers.get("X-Forwarded-Prefix", "").strip().rstrip("/")
+    segments = prefix.split("/")
+    if prefix and (len(prefix) > _MAX_PREFIX_LENGTH or segments[0] != ""
+                   or not all(_PREFIX_SEGMENT.fullmatch(segment) for segment in segments[1:])):
+        raise SignalingError(f"X-Forwarded-Prefix {prefix[:_MAX_PREFIX_LENGTH]!r} is not a path prefix like "
+                             "/node/media1 (segments of letters, digits and -._~)")
+    return prefix
+
+
+MEDIA_SECTION_LIMITS = {"video": 1, "audio": 1, "application": 1}
+"""The m= sections an offer may have, at most this many of each: one video, one audio, one DataChannel."""
+
+
 def _check_sdp(sdp: Any, what: str) -> str:
     if not isinstance(sdp, str) or not sdp.strip():
         raise SignalingError(f"{what}: the SDP is empty or not a string")
     if not sdp.lstrip().startswith("v=0"):
         raise SignalingError(f"{what}: not an SDP offer (it must start with 'v=0')")
-    if "\nm=video" not in sdp.replace("\r\n", "\n"):
-        raise SignalingError(f"{what}: the offer has no video (m=video) section")
+    sections = _media_sections(sdp)
+    _check_media_sections([kind for kind, _ in sections], what)
+    for kind, lines in sections:
+        if kind == "audio":
+            _check_opus_first(lines, what)
     if "a=fingerprint:" not in sdp:
         raise SignalingError(f"{what}: the offer has no DTLS fingerprint (a=fingerprint); WebRTC media must be encrypted")
     return sdp
+
+
+def _media_sections(sdp: str) -> list[tuple[str, list[str]]]:
+    """Each m= section of an SDP: its kind ("video", "audio", ...) and its lines, the m= line first."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            sections.append((line[2:].split(" ", 1)[0], [line]))
+        elif sections:
+            sections[-1][1].append(line)
+    return sections
+
+
+def _check_media_sections(kinds: list[str], what: str) -> None:
+    """At least one video section; at most MEDIA_SECTION_LIMITS of each kind; no other kind."""
+    if "video" not in kinds:
+        raise SignalingError(f"{what}: the offer has no video (m=video) section")
+    for kind in dict.fromkeys(kinds):
+        limit = MEDIA_SECTION_LIMITS.get(kind, 0)
+        if kinds.count(kind) > limit:
+            found = f"{kinds.count(kind)} m={kind} sections"
+            raise SignalingError(f"{what}: the offer has {found}; the server takes at most one video, one audio "
+                                 "and one DataChannel (m=application) section")
+
+
+def _check_opus_first(lines: list[str], what: str) -> None:
+    """The audio section must offer Opus first: the server forwards the peer's Opus packets as they are."""
+    formats = lines[0].split()[3:]
+    first = formats[0] if formats else None
+    if first is None or not any(line.lower().startswith(f"a=rtpmap:{first} opus/48000") for line in lines):
+        raise SignalingError(f"{what}: the audio (m=audio) section must offer Opus (opus/48000/2) first: the "
+                             "server forwards the audio as it is, in Opus")
 
 
 def _install_jitter_buffers(pc: RTCPeerConnection, mode: JitterBufferMode) -> None:
@@ -143,11 +206,12 @@ async def handle_whip_post(request: web.Request) -> web.Response:
     """POST /whip (RFC 9725): an SDP offer -> 201 Created, Location /whip/<id>, the SDP answer."""
     check_token(request)
     _require_sdp_content_type(request, "POST /whip")
+    prefix = forwarded_prefix(request)
     sdp = _check_sdp(await read_body(request), "POST /whip")
     session, answer = await _start_session(request, sdp, {}, "whip", "POST /whip")
     return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
-                        headers={"Location": f"/whip/{session.id}", "ETag": f'"{session.id}"',
-                                 "Link": f'</whep/{session.id}>; rel="alternate"'})
+                        headers={"Location": f"{prefix}/whip/{session.id}", "ETag": f'"{session.id}"',
+                                 "Link": f'<{prefix}/whep/{session.id}>; rel="alternate"'})
 
 
 async def handle_whip_delete(request: web.Request) -> web.Response:
@@ -160,26 +224,31 @@ async def handle_whip_delete(request: web.Request) -> web.Response:
 
 
 async def handle_whep_post(request: web.Request) -> web.Response:
-    """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video."""
+    """POST /whep/<id>: a viewer's SDP offer -> 201, Location /whep/<id>/<viewer>, answer with the swapped video
+    (and the session's audio when the viewer's offer has an audio section and the publisher sends audio)."""
     check_token(request)
     _require_sdp_content_type(request, "POST /whep")
+    prefix = forwarded_prefix(request)
     state = request.app[STATE_KEY]
     session = state.registry.get(request.match_info["session_id"])
     sdp = _check_sdp(await read_body(request), "POST /whep")
     pc = RTCPeerConnection()
     viewer_id = session.add_viewer(pc)
 
-    def add_video() -> None:
+    def add_tracks() -> None:
         pc.addTrack(session.subscribe())
+        audio = session.subscribe_audio() if any(t.kind == "audio" for t in pc.getTransceivers()) else None
+        if audio is not None:
+            pc.addTrack(audio)
 
     try:
-        answer = await _negotiate(pc, sdp, "POST /whep", state.config.jitter_buffer, before_answer=add_video)
+        answer = await _negotiate(pc, sdp, "POST /whep", state.config.jitter_buffer, before_answer=add_tracks)
     except BaseException:
         await session.remove_viewer(viewer_id)
         raise
     logger.info("session %s: WHEP viewer %s joined", session.id[:8], viewer_id[:8])
     return web.Response(status=201, text=answer.sdp, content_type=SDP_CONTENT_TYPE,
-                        headers={"Location": f"/whep/{session.id}/{viewer_id}"})
+                        headers={"Location": f"{prefix}/whep/{session.id}/{viewer_id}"})
 
 
 async def handle_whep_delete(request: web.Request) -> web.Response:

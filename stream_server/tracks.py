@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
@@ -79,14 +80,49 @@ class LatestFrameReader:
         self._slot.clear()
 
 
+T = TypeVar("T", bound=MediaStreamTrack)
+
+
+class Subscribers(Generic[T]):
+    """The outgoing tracks one source feeds (a session's video or its sound); closing the source ends them all."""
+
+    def __init__(self) -> None:
+        self._tracks: set[T] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self._tracks))
+
+    def add(self, track: T) -> T:
+        """Feed `track` from now on (it is ended at once if the source has closed)."""
+        if self._closed:
+            track.stop()
+        else:
+            self._tracks.add(track)
+        return track
+
+    def remove(self, track: T) -> None:
+        """Stop feeding `track`."""
+        self._tracks.discard(track)
+
+    def close(self) -> None:
+        """End every track (their peers see the stream end); later ones are ended as they come."""
+        self._closed = True
+        for track in list(self._tracks):
+            track.stop()
+        self._tracks.clear()
+
+
 class FrameBroadcaster:
     """Hands each processed frame to every subscribed outgoing track, newest-only per subscriber."""
 
     def __init__(self, on_sent: Callable[[float, float], None] | None = None) -> None:
         # on_sent(encode_ms, added_ms) is called once a subscriber's encoder has taken the previous frame.
         self._on_sent = on_sent
-        self._subscribers: set[ProcessedVideoTrack] = set()
-        self._closed = False
+        self._subscribers = Subscribers[ProcessedVideoTrack]()
 
     @property
     def subscriber_count(self) -> int:
@@ -95,20 +131,15 @@ class FrameBroadcaster:
 
     def subscribe(self) -> ProcessedVideoTrack:
         """A new outgoing track fed by this broadcaster."""
-        track = ProcessedVideoTrack(self)
-        if self._closed:
-            track.stop()
-        else:
-            self._subscribers.add(track)
-        return track
+        return self._subscribers.add(ProcessedVideoTrack(self))
 
     def unsubscribe(self, track: ProcessedVideoTrack) -> None:
         """Stop feeding `track`."""
-        self._subscribers.discard(track)
+        self._subscribers.remove(track)
 
     def publish(self, frame: TimedFrame) -> None:
         """Offer a processed frame to every subscriber (each keeps only the newest)."""
-        for index, track in enumerate(list(self._subscribers)):
+        for index, track in enumerate(self._subscribers):
             # aiortc encodes each track in its own executor thread, and PyAV frames carry a lazily built
             # reformatter that is not thread-safe: two encoders on one VideoFrame crash libvpx/swscale.
             track.offer(frame if index == 0 else TimedFrame(copy_video_frame(frame.frame), frame.received_at))
@@ -120,10 +151,7 @@ class FrameBroadcaster:
 
     def close(self) -> None:
         """End every subscribed track (their peers see the stream end)."""
-        self._closed = True
-        for track in list(self._subscribers):
-            track.stop()
-        self._subscribers.clear()
+        self._subscribers.close()
 
 
 class ProcessedVideoTrack(MediaStreamTrack):

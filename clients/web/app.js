@@ -25,6 +25,8 @@ const ui = {
   swap: $("swap"),
   boxes: $("boxes"),
   serverInfo: $("server-info"),
+  sendAudio: $("send-audio"),
+  hearReturned: $("hear-returned"),
   stages: document.querySelector("#stages tbody"),
 };
 
@@ -180,7 +182,8 @@ async function start() {
   if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
   try {
     setState("starting camera");
-    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
+    // The microphone only when asked; the server sends it back in step with the swapped video.
+    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: ui.sendAudio.checked });
   } catch (err) {
     showMessage(cameraErrorMessage(err));
     setState("idle");
@@ -188,6 +191,7 @@ async function start() {
     return;
   }
   ui.local.srcObject = localStream;
+  ui.sendAudio.disabled = true;
   await listCameras();
   session = new StreamSession(localStream, currentOptions(), {
     onTrack: (stream) => { ui.remote.srcObject = stream; },
@@ -223,7 +227,13 @@ function stop() {
   ui.remote.srcObject = null;
   ui.start.disabled = false;
   ui.stop.disabled = true;
+  ui.sendAudio.disabled = false;
   setState("idle");
+}
+
+/** The returned sound plays only when asked: by default it would echo the user's own voice back. */
+function syncReturnedAudio() {
+  ui.remote.muted = !ui.hearReturned.checked;
 }
 
 function optionsChanged() {
@@ -258,6 +268,7 @@ ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
 for (const control of [ui.model, ui.direction, ui.color, ui.swap, ui.boxes]) control.addEventListener("change", optionsChanged);
 ui.feather.addEventListener("input", optionsChanged);
+ui.hearReturned.addEventListener("change", syncReturnedAudio);
 $("tab-stream").addEventListener("click", () => selectTab("stream"));
 $("tab-digits").addEventListener("click", () => selectTab("digits"));
 $("tab-studio").addEventListener("click", () => selectTab("studio"));
@@ -268,6 +279,8 @@ if (watchId) {
   // Watch mode: only the swapped stream, filling the window (an OBS browser source shows exactly this).
   document.body.classList.add("watch");
   ui.remote.controls = false;
+  // &audio=1 plays the session's sound (an OBS browser source then captures it).
+  ui.remote.muted = new URLSearchParams(window.location.search).get("audio") !== "1";
   watchSession(watchId, ui.remote)
     .then(() => setState("watching"))
     .catch((err) => showMessage(err.message));

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from swapstream import manifest
+from swapstream.manifest import utc_now
 
 JobState = Literal["queued", "extracting", "training", "exporting", "done", "failed", "cancelled"]
 Side = Literal["a", "b"]
@@ -17,13 +17,6 @@ ACTIVE_STATES: tuple[JobState, ...] = ("extracting", "training", "exporting")
 FINAL_STATES: tuple[JobState, ...] = ("done", "failed", "cancelled")
 JOB_ID = re.compile(r"[0-9a-f]{12}")
 JOB_VERSION = 1
-
-
-def utc_now(precise: bool = False) -> str:
-    """Now as ISO 8601 UTC with a Z: whole seconds (the manifest's style), or microseconds when `precise` (a job's
-    `created`, which orders the jobs: two uploads often finish within one second)."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.isoformat(timespec="microseconds" if precise else "seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,6 @@ async def test_offer_requires_json_and_checks_the_origin() -> None:
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: offers with any number of m= sections are accepted (300 confirmed, a "
-                          "task and a decoder per receiver); fixed in phase 2", strict=True)
 async def test_offers_with_extra_media_sections_are_refused() -> None:
     with serving(pipeline="echo", connect_timeout_s=3.0, max_sessions=8) as server:
         url = server.url + "offer"
