@@ -5,7 +5,9 @@ handler reaches through `app[STATE_KEY]`, and wires the routes and the shutdown 
 it uses: the session registry its `SessionServices`, a session's frame stages their settings, catalog and
 inference lane. Where the swap models run is `--inference`: in this process behind the micro-batcher (`local`),
 or on Triton (`triton://HOST:PORT`, stream_server.remote) with no batcher here, since Triton batches across
-sessions and servers.
+sessions and servers. The served models are the one thing that changes while the server runs: the state holds a
+`LiveCatalog` whose snapshot a finished Studio job's models join without a restart (`--studio DIR`,
+stream_server.studio, wired to the catalog by `ModelFolders`; local inference only).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -30,12 +33,17 @@ from stream_server.catalog import ModelCatalog
 from stream_server.config import ServerConfig, SessionOptions
 from stream_server.errors import AuthError, ConfigError, ModelLoadError, ServerError, SignalingError
 from stream_server.guards import token_middleware
+from stream_server.live_catalog import LiveCatalog, close_backends
 from stream_server.metrics import ServerMetrics
+from stream_server.model_folders import ModelFolders
 from stream_server.pipeline import FramePipeline, Infer, PipelineSettings
 from stream_server.recording import RecordingSettings
 from stream_server.release import free_native_memory
 from stream_server.remote import RemoteModels, open_remote_models
 from stream_server.session import SessionLimitError, SessionRegistry, SessionServices, UnknownSessionError
+
+if TYPE_CHECKING:
+    from stream_server.studio.config import StudioConfig
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +56,18 @@ class ServerState:
     metrics: ServerMetrics
     executor: ThreadPoolExecutor
     """The frame workers (also used for the digits model and for closing a session's stages)."""
-    catalog: ModelCatalog
-    """Every served model (manifest entry + backend)."""
+    models: LiveCatalog
+    """Every served model (manifest entry + backend): `models.current` is the snapshot in force."""
     batcher: InferenceBatcher | None
     """None for the echo pipeline and with --inference triton://."""
     registry: SessionRegistry
     remote: RemoteModels | None
     """The Triton connection with --inference triton:// (None: every model runs in this process)."""
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        """The served models now (a Studio job's models join while the server runs)."""
+        return self.models.current
 
     @property
     def backends(self) -> Mapping[str, InferenceBackend]:
@@ -174,11 +187,18 @@ async def _error_middleware(request: web.Request,
                                  status=500)
 
 
-def create_app(config: ServerConfig) -> web.Application:
-    """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks."""
+def create_app(config: ServerConfig, studio: StudioConfig | None = None) -> web.Application:
+    """Build the app: load models (errors now, not at the first frame), the state, routes and shutdown hooks.
+
+    `studio`: the Studio's settings where they are not the ones `--studio DIR --studio-max-mb N` means (tests and
+    benchmarks use a smaller recipe); given, it turns the Studio on.
+    """
     # Imported here: the handlers import STATE_KEY from this module.
     from stream_server import api, digits_api, signaling
 
+    if studio is not None and config.remote_inference:
+        raise ConfigError("the Studio trains models for this server's own inference: it cannot be used with "
+                          f"--inference {config.inference} (Triton serves only the models exported to it)")
     credentials = _signing_credentials(config)
     catalog, remote = _load_catalog(config)
     try:
@@ -197,28 +217,35 @@ def create_app(config: ServerConfig) -> web.Application:
         batcher = InferenceBatcher({name: catalog.backends[name] for name in catalog.swap_names}, config.batch_wait_ms,
                                    config.max_batch, on_batch=metrics.batch_run)
     executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="swapstream-frame")
+
+    def retire(backends: Mapping[str, InferenceBackend]) -> None:
+        if batcher is not None:
+            batcher.remove_backends(backends)
+        close_backends(backends)
+
+    live = LiveCatalog(catalog, on_retired=retire)
     settings = PipelineSettings(mode=config.pipeline, detect_every=config.detect_every,
                                 max_faces=config.max_faces, disclosure_mark=config.disclosure_mark)
 
     def make_stages(session_id: str, notify: Callable[[str], None]) -> FramePipeline:
         lane = BatcherLane(batcher, session_id) if batcher is not None else shared_lane
-        return FramePipeline(settings, catalog, lane, notify=notify)
+        return FramePipeline(settings, live, lane, notify=notify)
 
     def check_options(options: SessionOptions) -> None:
         if config.pipeline == "swap" and options.swap:
-            catalog.resolve(options.model)
+            live.current.resolve(options.model)
 
     services = SessionServices(executor=executor, metrics=metrics, make_stages=make_stages,
                                check_options=check_options, connect_timeout_s=config.connect_timeout_s,
                                stats_interval_s=config.stats_interval_s, idle_timeout_s=config.idle_timeout_s,
                                max_pixels=config.max_pixels, free_memory=free_native_memory,
-                               recording=_recording_settings(config, catalog, credentials),
+                               recording=_recording_settings(config, live, credentials),
                                record_all=config.record_all)
     state = ServerState(
         config=config,
         metrics=metrics,
         executor=executor,
-        catalog=catalog,
+        models=live,
         batcher=batcher,
         registry=SessionRegistry(config.max_sessions, services),
         remote=remote,
@@ -231,6 +258,12 @@ def create_app(config: ServerConfig) -> web.Application:
     digits_api.add_routes(app)
     _add_page_routes(app, _find_web_root())
     app.on_startup.append(_start_encoder_threads)
+    if studio is None and config.studio_dir is not None:
+        from stream_server.studio.config import StudioConfig
+
+        studio = StudioConfig.for_server(config.studio_dir, config.studio_max_mb, config.models_dir)
+    if studio is not None:
+        _install_studio(app, studio, ModelFolders(live, batcher, state.registry))
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
@@ -249,6 +282,16 @@ async def _start_encoder_threads(app: web.Application) -> None:
     loop.set_default_executor(executor)
 
 
+def _install_studio(app: web.Application, studio: StudioConfig, folders: ModelFolders) -> None:
+    """`--studio DIR`: the Studio's routes and jobs; a finished job's models join the live catalog (at startup
+    too, for jobs finished before), a deleted job's leave it. The app's start fails with StudioUnavailable,
+    naming the fix, when the children's interpreter lacks the training extra."""
+    from stream_server.studio.api import install
+    from stream_server.studio.service import StudioService
+
+    install(app, StudioService(studio, on_models_ready=folders.add, on_models_removed=folders.remove))
+
+
 def _signing_credentials(config: ServerConfig) -> SigningCredentials | None:
     """With --record, the signing certificate and key, checked now: CertificateError names the file before
     anything loads or is served (not at the first recording)."""
@@ -259,7 +302,7 @@ def _signing_credentials(config: ServerConfig) -> SigningCredentials | None:
     return load_signing_credentials(config.signing)
 
 
-def _recording_settings(config: ServerConfig, catalog: ModelCatalog,
+def _recording_settings(config: ServerConfig, models: LiveCatalog,
                         credentials: SigningCredentials | None) -> RecordingSettings | None:
     """--record: the folder (made if missing), the credentials, and how a frame's options name its model."""
     if config.record_dir is None:
@@ -275,6 +318,7 @@ def _recording_settings(config: ServerConfig, catalog: ModelCatalog,
     def model_of(options: SessionOptions) -> ModelFacts | None:
         if config.pipeline != "swap" or not options.swap:
             return None
+        catalog = models.current  # a Studio job's model may have joined since the start
         name = catalog.resolve(options.model).name
         entry = next(entry for entry in catalog.entries if entry.name == name)
         return ModelFacts.from_json(entry.to_json(), f"{manifest} model {name!r}")
@@ -306,6 +350,6 @@ async def _on_cleanup(app: web.Application) -> None:
     if state.batcher is not None:
         state.batcher.close()
     state.executor.shutdown(wait=True)
-    state.catalog.close()
+    state.models.close()
     if state.remote is not None:
         state.remote.close()

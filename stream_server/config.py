@@ -162,6 +162,9 @@ class ServerConfig:
             parse_triton_url(self.inference)  # ConfigError naming --inference
         if self.inference_fallback not in INFERENCE_FALLBACKS:
             raise ConfigError(f"--inference-fallback must be none or local, got {self.inference_fallback!r}")
+        if self.studio_dir is not None and self.remote_inference:
+            raise ConfigError(f"--studio trains models for this server's own inference: it cannot be used with "
+                              f"--inference {self.inference} (Triton serves only the models exported to it)")
         if self.inference_fallback == "local" and not self.remote_inference:
             raise ConfigError("--inference-fallback local needs --inference triton://HOST:PORT (the models already "
                               "run in-process)")

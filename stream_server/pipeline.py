@@ -29,7 +29,7 @@ from faces.mask import hull_mask
 from faces.smooth import LandmarkSmoother
 from faces.track import Detector, FaceTracker
 from faces.types import Face
-from stream_server.catalog import ModelCatalog
+from stream_server.catalog import SwapModels
 from stream_server.config import PipelineMode, SessionOptions
 from stream_server.errors import RemoteInferenceError, ServerError
 from stream_server.frames import StageTimes
@@ -100,7 +100,7 @@ class FramePipeline:
     are only logged by the lane's backend.
     """
 
-    def __init__(self, settings: PipelineSettings, catalog: ModelCatalog, infer: Infer | None,
+    def __init__(self, settings: PipelineSettings, catalog: SwapModels, infer: Infer | None,
                  detector_factory: Callable[[int], Detector] = video_detector,
                  notify: Callable[[str], None] | None = None) -> None:
         self._settings = settings
@@ -160,20 +160,21 @@ class FramePipeline:
 
     def _swap(self, frame: NDArray[np.uint8], faces: list[Face], options: SessionOptions, infer: Infer,
               stage_ms: StageTimes) -> NDArray[np.uint8]:
-        model = self._catalog.resolve(options.model)
-        t0 = time.perf_counter()
-        aligned = [align_face(frame, face, model.face_size) for face in faces]
-        batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
-        stage_ms["align"] = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        try:
-            outputs = infer(model.name, batch)
-        except RemoteInferenceError as exc:
-            # Triton down or refusing: this frame goes on unswapped (no "infer" time: no face counts as swapped)
-            if self._outages is not None:
-                self._outages.failed(exc)
-            return frame
-        stage_ms["infer"] = (time.perf_counter() - t0) * 1000
+        # The model is held from here until its outputs are back: removed meanwhile, it still serves this frame.
+        with self._catalog.use(options.model) as model:
+            t0 = time.perf_counter()
+            aligned = [align_face(frame, face, model.face_size) for face in faces]
+            batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+            stage_ms["align"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            try:
+                outputs = infer(model.name, batch)
+            except RemoteInferenceError as exc:
+                # Triton down or refusing: this frame goes on unswapped (no "infer" time: no face counts as swapped)
+                if self._outages is not None:
+                    self._outages.failed(exc)
+                return frame
+            stage_ms["infer"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         rgb = outputs[model.rgb_index]
         model_masks = outputs[model.mask_index] if model.mask_index is not None else None

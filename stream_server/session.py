@@ -298,6 +298,12 @@ class Session:
         self.options = options
         return options
 
+    def move_to_model(self, model: str, reason: str) -> None:
+        """Swap with `model` from the next frame because the model in use has left the server; the client gets
+        the options now in force with the reason (`{"type": "options", "options", "reason"}`)."""
+        self.options = self.options.updated({"model": model})
+        self._control.send({"type": "options", "options": self.options.as_dict(), "reason": reason})
+
     async def _report_stats(self) -> None:
         while True:
             await asyncio.sleep(self._services.stats_interval_s)

@@ -155,7 +155,7 @@ def resolve_entry(entries: Iterable[ModelEntry], name_or_direction: str, kind: M
     raise UnknownModelError(f"no {kind + ' ' if kind else ''}model {name_or_direction!r}; choices: {choices}")
 
 
-def utc_now(timespec: Literal["seconds", "milliseconds"] = "seconds") -> str:
+def utc_now(timespec: Literal["seconds", "milliseconds", "microseconds"] = "seconds") -> str:
     """The current time as the manifest writes it: ISO 8601, UTC, `Z` suffix; whole seconds unless asked."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 

@@ -17,7 +17,8 @@ export class StreamSession {
   /**
    * @param {MediaStream} localStream camera stream to send, with a microphone track when sound is sent
    * @param {object} options session options (model, swap, feather, color, boxes)
-   * @param {{onTrack: function(MediaStream), onServerStats: function(object), onState: function(string)}} handlers
+   * @param {{onTrack: function(MediaStream), onServerStats: function(object), onOptions: function(object),
+   *   onState: function(string)}} handlers (onOptions: the server's {"type": "options", "options", "reason"?})
    */
   constructor(localStream, options, handlers) {
     this.localStream = localStream;
@@ -51,6 +52,7 @@ export class StreamSession {
     let message;
     try { message = JSON.parse(data); } catch (_) { return; }
     if (message.type === "stats") this.handlers.onServerStats(message);
+    else if (message.type === "options" && this.handlers.onOptions) this.handlers.onOptions(message);
     else if (message.type === "error") this.handlers.onState(`server: ${message.message}`);
   }
 

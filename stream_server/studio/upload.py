@@ -244,8 +244,8 @@ async def receive_job(request: web.Request, store: JobStore, config: StudioConfi
             raise JobConflict(f"a studio job named {job_request.name!r} exists already; choose another name "
                               "or delete that job")
         files = await _probe_all(received)
-        # milliseconds: jobs made within one second still list in the order they were made
-        now = utc_now("milliseconds")
+        # microseconds: jobs uploaded within one second still list and queue in the order they were made
+        now = utc_now("microseconds")
         job = Job(id=job_id, name=job_request.name, title=job_request.title, created=now, steps=job_request.steps,
                   size=job_request.size,
                   consent=Consent(statement=job_request.statement, people=job_request.people, time=now),
