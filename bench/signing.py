@@ -26,7 +26,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clients.media import Mp4Recorder, parse_size  # noqa: E402
+from clients.media import parse_size  # noqa: E402
+from faces.recording import Mp4Recorder  # noqa: E402
 from provenance.facts import ModelFacts, RecordingFacts  # noqa: E402
 from provenance.keys import make_test_credentials, write_test_credentials  # noqa: E402
 from provenance.sign import sign_mp4  # noqa: E402

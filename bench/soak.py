@@ -11,7 +11,9 @@ timed against the moment it was sent.
 First `--baseline-s` seconds with the relay passing everything (each session's no-loss fps), then `--minutes` with
 the impairment. Every `--sample-s` seconds a row goes to soak.csv: the server's threads, open fds and RSS; its
 added latency p50/p95 over the window (its /metrics histogram); frames in/out/dropped; datagrams dropped by the
-relay; PLI/FIR keyframe requests and NACKs each way; and per session fps, round-trip p50/p95 and reconnects.
+relay; PLI/FIR keyframe requests and NACKs each way; and per session fps, round-trip p50/p95, the longest gap
+between returned frames and reconnects. A gap over FREEZE_S is a freeze: logged when it ends, listed in
+summary.json ("freezes", with when and how long) and marked on the fps plot.
 At the end: soak.png (matplotlib) and summary.json with the issue-13 checks (fps at the end vs no-loss fps, thread
 and fd growth, RSS growth after the first edge window, server p95 added latency last vs first edge window).
 """
@@ -55,6 +57,8 @@ ADDED = "swapstream_added_latency_ms"
 COUNTERS = {"frames_in": "swapstream_frames_in_total", "frames_out": "swapstream_frames_out_total",
             "frames_dropped": "swapstream_frames_dropped_total"}
 WIRE = (("dropped", "dropped"), ("pli", "pli"), ("fir", "fir"), ("nack", "nack"), ("datagrams", "datagrams"))
+FREEZE_S = 2.0
+"""A returned stream with no frame for longer than this is frozen (a viewer notices well before)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,17 @@ class SessionWindow:
 
     frames: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    max_gap_s: float = 0.0
+    """Longest time without a returned frame in the window (a gap still open at the sample counts so far)."""
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """A returned stream that stopped for longer than FREEZE_S: from when (s into the soak) and for how long."""
+
+    start_s: float
+    length_s: float
+    reconnected: bool
 
 
 class SoakSession:
@@ -152,17 +167,40 @@ class SoakSession:
         self.window = SessionWindow()
         self.reconnects = 0
         self.errors: list[str] = []
+        self.freezes: list[Freeze] = []
+        self.clock_start = time.monotonic()
+        self._last_frame_at: float | None = None
+        self._reconnects_at_last_frame = 0
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"soak-session-{self.index}")
 
     def take_window(self) -> SessionWindow:
+        """The window since the last call; a gap still open counts up to now."""
+        if self._last_frame_at is not None:
+            self.window.max_gap_s = max(self.window.max_gap_s, time.monotonic() - self._last_frame_at)
         window, self.window = self.window, SessionWindow()
         return window
 
+    def _frame_returned(self, arrived: float) -> None:
+        """Count a returned frame and close the gap before it (a freeze if it was longer than FREEZE_S)."""
+        self.window.frames += 1
+        if self._last_frame_at is not None:
+            gap = arrived - self._last_frame_at
+            self.window.max_gap_s = max(self.window.max_gap_s, gap)
+            if gap > FREEZE_S:
+                freeze = Freeze(round(self._last_frame_at - self.clock_start, 1), round(gap, 2),
+                                self.reconnects > self._reconnects_at_last_frame)
+                self.freezes.append(freeze)
+                logger.warning("session %d: returned video froze for %.1f s (from t=%.0f s%s)", self.index, gap,
+                               freeze.start_s, ", across a reconnect" if freeze.reconnected else "")
+        self._last_frame_at = arrived
+        self._reconnects_at_last_frame = self.reconnects
+
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._stream()
             except (ConnectionFailed, MediaStreamError, asyncio.TimeoutError) as exc:
@@ -176,11 +214,11 @@ class SoakSession:
         track = PacedVideoTrack(source, self.fps, prepare=lambda number, rgb: framecode.stamp(rgb, number))
         async with SwapPeer(self.endpoint, send=track) as peer:
             assert peer.video is not None
-            while not peer.failed:
+            while not peer.failed and not self._stopping:
                 frame = await asyncio.wait_for(peer.video.recv(), timeout=10.0)
                 arrived = time.monotonic()
                 assert isinstance(frame, VideoFrame)
-                self.window.frames += 1
+                self._frame_returned(arrived)
                 code = framecode.read(frame.to_ndarray(format="rgb24"))
                 if code is None:
                     continue
@@ -190,12 +228,16 @@ class SoakSession:
                 # Forget send times of frames that will never come back (dropped on the way).
                 for stale in [n for n in track.sent_at if n < track.frames_sent - 10 * self.fps]:
                     del track.sent_at[stale]
-            raise ConnectionFailed("the peer connection failed")
+            if not self._stopping:
+                raise ConnectionFailed("the peer connection failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """End the session. Python 3.11's wait_for can swallow a cancellation that meets a frame arriving, so the
+        loops also check `_stopping`, and the task is cancelled until it has ended."""
+        self._stopping = True
+        while self._task is not None and not self._task.done():
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=1.0)
 
 
 class RelayProcess:
@@ -279,9 +321,10 @@ async def run_soak(config: SoakConfig) -> dict[str, Any]:
         for session in sessions:
             session.start()
         await asyncio.sleep(config.warmup_s)
+        start = time.monotonic()
         for session in sessions:
             session.take_window()
-        start = time.monotonic()
+            session.clock_start = start
         baseline_end = start + config.baseline_s
         end = baseline_end + config.minutes * 60.0
         impaired = False
@@ -324,6 +367,7 @@ async def run_soak(config: SoakConfig) -> dict[str, Any]:
                 row[f"s{session.index}_fps"] = round(window.frames / window_s, 2)
                 row[f"s{session.index}_rtt_p50_ms"] = _percentile(window.latencies_ms, 50)
                 row[f"s{session.index}_rtt_p95_ms"] = _percentile(window.latencies_ms, 95)
+                row[f"s{session.index}_max_gap_s"] = round(window.max_gap_s, 2)
                 row[f"s{session.index}_reconnects"] = session.reconnects
             rows.append(row)
             _write_csv(config.out / "soak.csv", rows)
@@ -336,7 +380,9 @@ async def run_soak(config: SoakConfig) -> dict[str, Any]:
         for session in sessions:
             await session.stop()
         errors = {session.index: session.errors for session in sessions}
+        freezes = {session.index: session.freezes for session in sessions}
     summary = summarize(config, rows, added_at, baseline_fps, errors)
+    summary["freezes"] = {f"s{index}": [asdict(freeze) for freeze in found] for index, found in freezes.items()}
     (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot(config, rows, baseline_fps, config.out / "soak.png")
     return summary
@@ -421,10 +467,13 @@ def plot(config: SoakConfig, rows: list[dict[str, Any]], baseline_fps: dict[int,
         line = fps_ax.plot(t, [row[f"s{index}_fps"] for row in rows], label=f"session {index}")[0]
         if index in baseline_fps:
             fps_ax.axhline(baseline_fps[index] * 0.95, color=line.get_color(), linestyle=":", linewidth=0.8)
+        frozen = [(x, row[f"s{index}_fps"]) for x, row in zip(t, rows) if row[f"s{index}_max_gap_s"] > FREEZE_S]
+        if frozen:
+            fps_ax.scatter([x for x, _ in frozen], [y for _, y in frozen], marker="x", color=line.get_color(), zorder=3)
         rtt_ax.plot(t, [row[f"s{index}_rtt_p95_ms"] for row in rows], label=f"s{index} p95")
         rtt_ax.plot(t, [row[f"s{index}_rtt_p50_ms"] for row in rows], linestyle="--", color=rtt_ax.lines[-1].get_color(),
                     label=f"s{index} p50")
-    fps_ax.set_title("fps returned per session (dotted: 95 % of no-loss fps)")
+    fps_ax.set_title(f"fps returned per session (dotted: 95 % of no-loss fps; x: a gap over {FREEZE_S:g} s)")
     rtt_ax.set_title("round trip per frame (ms)")
     added_ax.plot(t, [row["server_added_p95_ms"] for row in rows], label="p95")
     added_ax.plot(t, [row["server_added_p50_ms"] for row in rows], label="p50")

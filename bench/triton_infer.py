@@ -3,7 +3,7 @@
 Starts `swapstream triton` on the models (its own process, free loopback ports, the same ONNX Runtime thread count
 as the in-process session) and times, per batch size, numpy in -> numpy out:
 - `in-process`: ONNX Runtime in this process, as `swapstream serve` runs models today;
-- `triton client`: stream_server.triton_client.TritonInference.run from this (worker) thread: tritonclient's
+- `triton client`: stream_server.backends.triton.TritonInference.run from this (worker) thread: tritonclient's
   synchronous gRPC client, what `serve --inference triton://` will use;
 - `triton aio+loop`: tritonclient's asyncio client on an event loop of its own thread, handed each request from
   this thread: the design the client did not take, to show what that thread hop costs.
@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from fleet.process import TritonCommand  # noqa: E402
 from stream_server.backends import load_backend, load_manifest  # noqa: E402
 from swapstream.manifest import ModelEntry  # noqa: E402
-from stream_server.triton_client import TritonInference, channel_args  # noqa: E402
+from stream_server.backends.triton import TritonInference, channel_args  # noqa: E402
 from swapstream.triton_model import MAX_QUEUE_DELAY_US, TRITON_DATATYPES, triton_model_name  # noqa: E402
 
 log = logging.getLogger("bench.triton_infer")

@@ -1,4 +1,9 @@
-"""Media edges of the clients: reading a video file, a real-time paced outgoing track, an MP4 recorder."""
+"""Media edges of the clients: reading a video file's pictures and sound, real-time paced outgoing tracks.
+
+A file's (or a test clip's) video and audio tracks share one `MediaClock`, so the first picture and the first
+sound leave together and stay in step whichever track the peer connection starts first. Recordings are written
+by `faces.recording.Mp4Recorder`.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ logger = logging.getLogger(__name__)
 VIDEO_CLOCK_HZ = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 DEFAULT_FPS = 30.0
+AUDIO_RATE = 48_000
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+AUDIO_FRAME_SAMPLES = 960
+"""20 ms at 48 kHz: what aiortc's Opus encoder packs into one RTP packet."""
 
 
 def probe_input(path: Path) -> VideoInfo:
@@ -46,6 +55,79 @@ def iter_video_rgb(path: Path) -> Iterator[np.ndarray]:
         raise MediaError(f"--input {path}: decoding failed: {exc}") from exc
 
 
+def has_audio(path: Path) -> bool:
+    """Whether a media file has an audio stream."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"--input {path}: cannot open: {exc}") from exc
+
+
+def iter_audio_frames(path: Path) -> Iterator[av.AudioFrame]:
+    """A file's first audio stream as 20 ms frames of 48 kHz stereo s16 (what the Opus encoder takes)."""
+    resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=AUDIO_FRAME_SAMPLES)
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(audio=0):
+                yield from resampler.resample(frame)
+        yield from resampler.resample(None)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"--input {path}: decoding the audio failed: {exc}") from exc
+
+
+class MediaClock:
+    """The start time that paced tracks of one source share: set by whichever track sends first."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    def start(self) -> float:
+        """The monotonic time the source's first frame or sound left (now, on the first call)."""
+        if self._start is None:
+            self._start = time.monotonic()
+        return self._start
+
+
+async def _wait_until(due: float) -> None:
+    delay = due - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class PacedAudioTrack(MediaStreamTrack):
+    """An outgoing audio track that sends audio frames (48 kHz s16) from an iterator in real time.
+
+    `sent_at[index]` is the monotonic time frame `index` was handed to the encoder; `finished` is set when the
+    iterator ends (the track then ends too).
+    """
+
+    kind = "audio"
+
+    def __init__(self, frames: Iterator[av.AudioFrame], clock: MediaClock | None = None) -> None:
+        super().__init__()
+        self._frames = frames
+        self._clock = clock or MediaClock()
+        self._samples = 0
+        self.sent_at: dict[int, float] = {}
+        self.finished = asyncio.Event()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await _wait_until(self._clock.start() + self._samples / AUDIO_RATE)
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            self.finished.set()
+            self.stop()
+            raise MediaStreamError from None
+        frame.pts, frame.time_base, frame.sample_rate = self._samples, AUDIO_TIME_BASE, AUDIO_RATE
+        self.sent_at[len(self.sent_at)] = time.monotonic()
+        self._samples += frame.samples
+        return frame
+
+
 class PacedVideoTrack(MediaStreamTrack):
     """An outgoing video track that sends RGB frames from an iterator at a fixed rate, in real time.
 
@@ -61,6 +143,7 @@ class PacedVideoTrack(MediaStreamTrack):
         frames: Iterator[np.ndarray],
         fps: float,
         prepare: Callable[[int, np.ndarray], np.ndarray] | None = None,
+        clock: MediaClock | None = None,
     ) -> None:
         super().__init__()
         if fps <= 0:
@@ -69,6 +152,7 @@ class PacedVideoTrack(MediaStreamTrack):
         self._fps = fps
         self._prepare = prepare
         self._index = 0
+        self._clock = clock
         self._start: float | None = None
         self.sent_at: dict[int, float] = {}
         self.finished = asyncio.Event()
@@ -82,12 +166,13 @@ class PacedVideoTrack(MediaStreamTrack):
             raise MediaStreamError
         now = time.monotonic()
         if self._start is None:
-            self._start = now
+            self._start = self._clock.start() if self._clock is not None else now
         due = self._start + self._index / self._fps
         if due > now:
             await asyncio.sleep(due - now)
-        elif now - due > 1.0:
-            # Fell behind by more than a second (a stalled loop): restart the clock rather than burst.
+        elif now - due > 1.0 and self._clock is None:
+            # Fell behind by more than a second (a stalled loop): restart the clock rather than burst. (A track
+            # sharing a clock with audio keeps it: the two must stay in step.)
             self._start = now - self._index / self._fps
         try:
             rgb = next(self._frames)
@@ -103,66 +188,6 @@ class PacedVideoTrack(MediaStreamTrack):
         self.sent_at[self._index] = time.monotonic()
         self._index += 1
         return frame
-
-
-class Mp4Recorder:
-    """Writes RGB frames with their presentation times to an H.264 MP4 that ordinary players open."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path = path
-        self._fps = fps
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.video.stream.VideoStream | None = None
-        self._last_pts = -1
-        self._first_time: float | None = None
-        self.frames_written = 0
-        if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise MediaError(f"--output {path}: use an .mp4 file name")
-        if not path.parent.is_dir():
-            raise MediaError(f"--output {path}: folder {path.parent} does not exist")
-
-    def _open(self, width: int, height: int) -> None:
-        try:
-            self._container = av.open(str(self.path), mode="w")
-        except (av.error.FFmpegError, OSError) as exc:
-            raise MediaError(f"--output {self.path}: cannot write: {exc}") from exc
-        stream = self._container.add_stream("libx264", rate=fractions.Fraction(round(self._fps * 1000), 1000))
-        stream.width, stream.height = width - width % 2, height - height % 2
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = VIDEO_TIME_BASE
-        stream.codec_context.time_base = VIDEO_TIME_BASE
-        stream.options = {"preset": "veryfast", "crf": "20"}
-        self._stream = stream
-
-    def write(self, rgb: np.ndarray, time_s: float) -> None:
-        """Add a frame shown from `time_s` seconds (relative to any origin: the first frame starts the file)."""
-        if self._container is None:
-            self._open(rgb.shape[1], rgb.shape[0])
-        assert self._stream is not None and self._container is not None
-        if self._first_time is None:
-            self._first_time = time_s
-        pts = round((time_s - self._first_time) * VIDEO_CLOCK_HZ)
-        if pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
-        height, width = self._stream.height, self._stream.width
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:height, :width]), format="rgb24")
-        frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames_written += 1
-
-    def close(self) -> None:
-        """Flush the encoder and finish the file."""
-        if self._container is None:
-            return
-        assert self._stream is not None
-        try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        finally:
-            self._container.close()
-            self._container = None
 
 
 def parse_size(text: str) -> tuple[int, int]:

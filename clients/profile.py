@@ -6,7 +6,8 @@ and frames the server dropped are counted exactly. The server's per-stage times 
 over the run). `--baseline` repeats the run with the swap switched off (or against --baseline-url, e.g. a server
 started with --pipeline echo) and reports the latency the swap adds. `--compare-jitter-buffers` measures every run
 twice, with this client's receive buffer `marker` and then `stock` (issue 7), and reports the gain; the server's
-receive buffer is the server's own `--jitter-buffer` flag.
+receive buffer is the server's own `--jitter-buffer` flag. `--av` measures A/V sync instead (clients.avsync): the
+offset between flashes and clicks sent together, in the returned stream.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from clients import framecode
+from clients.avsync import format_av_summary, measure_av
 from clients.errors import ClientConfigError, ConnectionFailed, MediaError
 from clients.media import iter_video_rgb, parse_size, probe_input
 from clients.roundtrip import RunReport, collect_round_trips, stamped_track, summarize_run
@@ -62,6 +64,7 @@ class ProfileConfig:
     jitter_buffer: JitterBufferMode = "marker"
     warmup_s: float = 1.0
     compare_jitter_buffers: bool = False
+    av: bool = False
 
     def __post_init__(self) -> None:
         if self.input is not None and not self.input.is_file():
@@ -81,6 +84,8 @@ class ProfileConfig:
             raise ClientConfigError(f"--warmup must be in [0, --seconds), got {self.warmup_s}")
         if self.out.exists() and not self.out.is_dir():
             raise ClientConfigError(f"--out {self.out} is a file; give a folder")
+        if self.av and (self.baseline or self.compare_jitter_buffers):
+            raise ClientConfigError("--av is a run of its own: leave out --baseline and --compare-jitter-buffers")
 
 
 _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
@@ -226,11 +231,31 @@ def _difference(minuend: RunReport, subtrahend: RunReport) -> dict[str, float]:
     }
 
 
+async def run_av_profile(config: ProfileConfig, frames: list[np.ndarray], fps: float,
+                         server: dict[str, Any]) -> dict[str, Any]:
+    """--av: the A/V offsets of one run (clients.avsync), with the server's video delay over it from /metrics."""
+    before = await _scrape(config.endpoint)
+    av_report = await measure_av(config.endpoint, frames, fps, config.seconds, config.options, config.jitter_buffer,
+                                 config.warmup_s)
+    after = await _scrape(config.endpoint)
+    if before is not None and after is not None:
+        av_report.server_added_ms = stage_means(before, after, "swapstream_added_latency_ms").get("all")
+    height, width = frames[0].shape[:2]
+    report = {"url": config.endpoint.url, "input": str(config.input) if config.input else
+              f"synthetic face {width}x{height}", "fps": fps, "seconds": config.seconds, "warmup_s": config.warmup_s,
+              "client_jitter_buffer": config.jitter_buffer, "server": server, "av": av_report.summary()}
+    atomic_write_text(config.out / "report.json", json.dumps(report, indent=2))
+    return report
+
+
 async def run_profile(config: ProfileConfig) -> dict[str, Any]:
-    """Measure the main run (and the baseline), write report.json and latency.png under config.out."""
+    """Measure the main run (and the baseline), write report.json and latency.png under config.out (with --av,
+    the A/V offsets and report.json only)."""
     config.out.mkdir(parents=True, exist_ok=True)
     frames, fps = load_source(config)
     server = await fetch_json(config.endpoint, "/healthz")
+    if config.av:
+        return await run_av_profile(config, frames, fps, server)
     gains: dict[str, dict[str, float]] = {}
     if config.compare_jitter_buffers:
         # marker first, then stock: the same runs with only this client's receive buffer changed
@@ -269,6 +294,8 @@ async def run_profile(config: ProfileConfig) -> dict[str, Any]:
 
 def format_summary(report: dict[str, Any]) -> str:
     """The lines `swapstream profile` prints."""
+    if "av" in report:
+        return format_av_summary(report["av"])
     lines = []
     for label, run in report["runs"].items():
         latency = run["latency_ms"]
@@ -320,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(overrides --jitter-buffer; the server's buffer is its own --jitter-buffer flag)")
     parser.add_argument("--warmup", type=float, default=1.0, dest="warmup_s",
                         help="seconds at the start left out of the latency percentiles (default 1)")
+    parser.add_argument("--av", action="store_true",
+                        help="measure A/V sync: send a flash and a click once a second and report the offset "
+                             "between them in the returned stream (p50/p95)")
     return parser
 
 
@@ -338,6 +368,7 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
         jitter_buffer=args.jitter_buffer,
         warmup_s=args.warmup_s,
         compare_jitter_buffers=args.compare_jitter_buffers,
+        av=args.av,
     )
 
 
@@ -345,5 +376,5 @@ def main(argv: list[str]) -> int:
     config = config_from_args(build_parser().parse_args(argv))
     report = asyncio.run(run_profile(config))
     print(format_summary(report))
-    print(f"wrote {config.out / 'report.json'} and {config.out / 'latency.png'}")
+    print(f"wrote {config.out / 'report.json'}" + ("" if config.av else f" and {config.out / 'latency.png'}"))
     return 0

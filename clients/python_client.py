@@ -1,6 +1,8 @@
 """`swapstream client`: send a video file through the server in real time and record the swapped result as MP4.
 
-The recording is written beside --output and renamed into place when complete. With signing credentials
+When the file has sound (and --no-audio is not given) it goes too, in step with the pictures, and the recording
+has the sound the server sends back (AAC), placed against the picture that arrived with it, so the recording's A/V
+sync is the returned stream's (`ReturnTimeline`). The recording is written beside --output and renamed into place when complete. With signing credentials
 (--sign-cert / --sign-key or $SWAPSTREAM_SIGN_CERT / $SWAPSTREAM_SIGN_KEY) it is signed first, so --output only
 ever holds a finished, signed MP4 (C2PA: created by swapstream, edited by the session's model; docs/provenance.md).
 """
@@ -11,16 +13,28 @@ import argparse
 import asyncio
 import logging
 import os
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
 from tqdm import tqdm
 
-from clients.errors import ClientConfigError, ConnectionFailed
-from clients.media import Mp4Recorder, PacedVideoTrack, iter_video_rgb, probe_input
+from clients.errors import ClientConfigError, ConnectionFailed, MediaError
+from clients.media import (
+    AUDIO_RATE,
+    MediaClock,
+    PacedAudioTrack,
+    PacedVideoTrack,
+    has_audio,
+    iter_audio_frames,
+    iter_video_rgb,
+    probe_input,
+)
 from clients.signing import fetch_session_model
 from clients.webrtc import JITTER_BUFFER_MODES, JitterBufferMode, ServerEndpoint, SwapPeer, endpoint_from_flags, parse_options
 from provenance.facts import RecordingFacts
@@ -33,6 +47,7 @@ from provenance.signer import (
     signing_config_from_flags,
 )
 from faces.media import VideoInfo
+from faces.recording import Mp4Recorder, RecordingError
 from swapstream.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -49,6 +64,8 @@ class ClientConfig:
     jitter_buffer: JitterBufferMode = "marker"
     idle_s: float = 1.5
     signing: SigningConfig | None = None
+    audio: bool = True
+    """Send (and record) the input's sound, when it has any."""
 
     def __post_init__(self) -> None:
         if not self.input.is_file():
@@ -76,6 +93,8 @@ class ClientResult:
     recorded_s: float
     session_id: str | None
     signed: bool = False
+    audio_s: float = 0.0
+    """Seconds of returned sound in the recording (0 without)."""
 
 
 async def _recording_facts(config: ClientConfig, credentials: SigningCredentials | None) -> RecordingFacts | None:
@@ -108,20 +127,70 @@ async def run_client(config: ClientConfig) -> ClientResult:
     return replace(result, output=config.output, signed=facts is not None)
 
 
+class ReturnTimeline:
+    """Places the returned sound against the returned pictures in the recording.
+
+    Pictures keep their own timestamps (the file is as long as what was sent, even when the server dropped
+    frames or the first ones came late). Sound goes where the pictures arriving with it are: its arrival time
+    minus the pictures' typical lag behind their timestamps (the median over the last PICTURE_WINDOW pictures, as
+    the server's own audio delay is a median), so the recording's A/V sync is the returned stream's.
+    """
+
+    PICTURE_WINDOW = 15
+
+    def __init__(self) -> None:
+        self._first_pts_s: float | None = None
+        self._lags: deque[float] = deque(maxlen=self.PICTURE_WINDOW)
+
+    def picture(self, pts_s: float, arrived: float) -> float:
+        """The file time of a returned picture with timestamp `pts_s` that arrived at `arrived`."""
+        if self._first_pts_s is None:
+            self._first_pts_s = pts_s
+        file_s = pts_s - self._first_pts_s
+        self._lags.append(arrived - file_s)
+        return file_s
+
+    def sound(self, arrived: float) -> float | None:
+        """The file time of returned sound that arrived at `arrived`; None before the first picture."""
+        return arrived - statistics.median(self._lags) if self._lags else None
+
+
+async def _record_audio(audio: MediaStreamTrack, recorder: Mp4Recorder, timeline: ReturnTimeline) -> None:
+    """Write the returned sound into the recording until the track ends."""
+    try:
+        while True:
+            frame = await audio.recv()
+            file_s = timeline.sound(time.monotonic())
+            if isinstance(frame, AudioFrame) and file_s is not None:
+                recorder.write_audio(frame, file_s)
+    except MediaStreamError:
+        pass
+
+
 async def _record(config: ClientConfig, info: VideoInfo, path: Path) -> ClientResult:
     """The round trip itself: send the input, record what comes back into `path` (a finished, unsigned MP4)."""
-    track = PacedVideoTrack(iter_video_rgb(config.input), info.fps)
-    recorder = Mp4Recorder(path, info.fps)
+    clock = MediaClock()
+    track = PacedVideoTrack(iter_video_rgb(config.input), info.fps, clock=clock)
+    with_audio = config.audio and has_audio(config.input)
+    sound = PacedAudioTrack(iter_audio_frames(config.input), clock) if with_audio else None
+    try:
+        recorder = Mp4Recorder(path, info.fps, audio=with_audio)
+    except RecordingError as exc:
+        raise MediaError(f"--output {config.output}: {exc}") from exc
     received = 0
-    first_s: float | None = None
-    last_s = 0.0
+    timeline = ReturnTimeline()
     # Long enough for the whole file plus set-up, so a stalled server cannot hang the command.
     deadline = time.monotonic() + (info.duration_s or 600.0) + 60.0
     progress = tqdm(total=info.frame_count, unit="frame", desc="round trip", disable=None)
+    audio_task: asyncio.Future[None] | None = None
     try:
-        async with SwapPeer(config.endpoint, send=track, options=config.options,
+        async with SwapPeer(config.endpoint, send=track, send_audio=sound, options=config.options,
                             jitter_buffer=config.jitter_buffer) as peer:
             assert peer.video is not None
+            if peer.audio is not None:
+                audio_task = asyncio.ensure_future(_record_audio(peer.audio, recorder, timeline))
+            elif sound is not None:
+                logger.warning("the server sent no sound back: %s will have none", config.output)
             while time.monotonic() < deadline:
                 # Before the input ends, frames may pause while the encoder warms up; after it ends,
                 # a short silence means everything in flight has come back.
@@ -134,20 +203,23 @@ async def _record(config: ClientConfig, info: VideoInfo, path: Path) -> ClientRe
                     raise ConnectionFailed(f"{config.endpoint.url}: no video came back for {wait:.0f} s") from None
                 except MediaStreamError:
                     break
-                time_s = float(frame.pts * frame.time_base) if frame.pts is not None else time.monotonic()
-                first_s = time_s if first_s is None else first_s
-                last_s = time_s
-                recorder.write(frame.to_ndarray(format="rgb24"), time_s)
+                arrived = time.monotonic()
+                pts_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else arrived
+                recorder.write(frame.to_ndarray(format="rgb24"), timeline.picture(pts_s, arrived))
                 received += 1
                 progress.update(1)
             session_id = peer.session_id
     finally:
         progress.close()
+        if audio_task is not None:
+            audio_task.cancel()
+            await asyncio.gather(audio_task, return_exceptions=True)
         recorder.close()
     if received == 0:
         raise ConnectionFailed(f"{config.endpoint.url}: the server returned no frames")
-    recorded = (last_s - (first_s or 0.0)) + 1.0 / info.fps
-    return ClientResult(info, path, track.frames_sent, received, recorded, session_id)
+    recorded = recorder.duration_s + 1.0 / info.fps
+    return ClientResult(info, path, track.frames_sent, received, recorded, session_id,
+                        audio_s=recorder.audio_samples / AUDIO_RATE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="receive-side jitter buffer: marker (release on the RTP marker bit) or aiortc's stock")
     parser.add_argument("--idle", type=float, default=1.5, dest="idle_s",
                         help="seconds of silence after the input ends before the recording closes")
+    parser.add_argument("--no-audio", action="store_false", dest="audio",
+                        help="send and record the pictures only, even when the input has sound")
     add_signing_flags(parser)
     return parser
 
@@ -177,6 +251,7 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         jitter_buffer=args.jitter_buffer,
         idle_s=args.idle_s,
         signing=signing_config_from_flags(args.sign_cert, args.sign_key, args.sign_tsa_url, os.environ),
+        audio=args.audio,
     )
 
 
@@ -184,7 +259,8 @@ def main(argv: list[str]) -> int:
     config = config_from_args(build_parser().parse_args(argv))
     result = asyncio.run(run_client(config))
     print(
-        f"wrote {result.output}: {result.frames_received} frames, {result.recorded_s:.2f} s "
+        f"wrote {result.output}: {result.frames_received} frames, {result.recorded_s:.2f} s"
+        f"{f' with {result.audio_s:.2f} s of sound' if result.audio_s else ', no sound'} "
         f"(sent {result.frames_sent} frames, input {result.input.duration_s or 0:.2f} s at {result.input.fps:.2f} fps; "
         f"session {result.session_id}; {'C2PA-signed' if result.signed else 'not signed'})"
     )

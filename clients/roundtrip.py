@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from clients import framecode
 from clients.errors import ConnectionFailed
-from clients.media import PacedVideoTrack
+from clients.media import MediaClock, PacedVideoTrack
 
 
 @dataclass(frozen=True)
@@ -114,18 +114,29 @@ async def _next_returned_frame(video: Any, finished: asyncio.Event, source: str)
             await asyncio.gather(receive, return_exceptions=True)
 
 
-def stamped_track(frames: list[np.ndarray], fps: float, count: int) -> PacedVideoTrack:
-    """An outgoing track of `count` frames looped from `frames` at `fps`, each stamped with its number."""
-    return PacedVideoTrack(_looped(frames, count), fps, prepare=lambda index, rgb: framecode.stamp(rgb, index))
+def stamped_track(frames: list[np.ndarray], fps: float, count: int,
+                  mark: Callable[[int, np.ndarray], np.ndarray] | None = None,
+                  clock: MediaClock | None = None) -> PacedVideoTrack:
+    """An outgoing track of `count` frames looped from `frames` at `fps`, each stamped with its number.
+
+    `mark(index, rgb)` may draw more on each frame first (the A/V profiler's flashes); `clock` is shared with
+    an audio track that must leave in step.
+    """
+
+    def prepare(index: int, rgb: np.ndarray) -> np.ndarray:
+        return framecode.stamp(mark(index, rgb) if mark is not None else rgb, index)
+
+    return PacedVideoTrack(_looped(frames, count), fps, prepare=prepare, clock=clock)
 
 
 async def collect_round_trips(video: Any, track: PacedVideoTrack, report: RunReport, source: str,
-                              count: int, seconds: float) -> list[float]:
+                              count: int, seconds: float,
+                              inspect: Callable[[int, np.ndarray, float], None] | None = None) -> list[float]:
     """Time every frame that comes back on `video` until sending has ended and the tail has arrived.
 
     Adds a FrameSample per returned frame whose number was read (once per number) to `report`; returns the
     arrival time of every returned frame. `source` names the far end in errors; the track sends `count` frames
-    in `seconds`.
+    in `seconds`. `inspect(number, rgb, arrived)` sees each of those frames (the A/V profiler looks for flashes).
     """
     received_at: list[float] = []
     seen: set[int] = set()
@@ -138,7 +149,8 @@ async def collect_round_trips(video: Any, track: PacedVideoTrack, report: RunRep
                 break
             arrived = time.monotonic()
             received_at.append(arrived)
-            code = framecode.read(frame.to_ndarray(format="rgb24"))
+            rgb = frame.to_ndarray(format="rgb24")
+            code = framecode.read(rgb)
             if code is None:
                 continue
             report.frames_decoded += 1
@@ -148,6 +160,8 @@ async def collect_round_trips(video: Any, track: PacedVideoTrack, report: RunRep
                 continue
             seen.add(number)
             progress.update(1)
+            if inspect is not None:
+                inspect(number, rgb, arrived)
             report.samples.append(FrameSample(number, sent - track.sent_at[0], (arrived - sent) * 1000.0))
     finally:
         progress.close()

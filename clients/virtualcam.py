@@ -3,6 +3,9 @@
 The swapped frames come either from a session this command starts (it sends a local camera or a video file through
 POST /offer) or from a session someone else started (e.g. OBS over WHIP), watched through WHEP with --session.
 They are written to a v4l2loopback device through pyvirtualcam (the optional `clients` extra).
+
+No sound: a v4l2loopback device is a camera only, and the call app takes the microphone directly, without the
+video's delay; docs/audio.md says how to delay the microphone to match the swapped picture when lips must sync.
 """
 
 from __future__ import annotations

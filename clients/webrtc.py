@@ -21,6 +21,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from clients.errors import ClientConfigError, ConnectionFailed
+from rtc.audio import ImmediateAudioBuffer, install_audio_buffer
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode, install_on_receiver
 
 logger = logging.getLogger(__name__)
@@ -73,13 +74,16 @@ def parse_options(text: str | None) -> dict[str, Any]:
 
 
 def install_jitter_buffer(pc: RTCPeerConnection, mode: JitterBufferMode) -> bool:
-    """Put the marker-bit jitter buffer on the peer's video receivers (issue 7); False where the stock one stays."""
+    """Mode "marker": the marker-bit jitter buffer on the peer's video receivers (issue 7) and the immediate one on
+    its audio receivers (aiortc's would hold audio 80 ms longer than the video); True if the video one is in."""
     if mode == "stock":
         return False
     installed = False
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
             installed = install_on_receiver(transceiver.receiver, mode) or installed
+        elif transceiver.kind == "audio":
+            install_audio_buffer(transceiver.receiver, ImmediateAudioBuffer())
     return installed
 
 
@@ -120,7 +124,10 @@ class SwapPeer:
 
     With `send` set, the track goes to the server through POST /offer and `video` is the swapped stream coming
     back; `options` are the session options and `send_options` changes them live over the "control" channel.
-    With `watch_session` set instead, `video` is that session's swapped stream, received through WHEP.
+    `send_audio` adds an audio track; `audio` is then the audio coming back (in step with `video`). With
+    `watch_session` set instead, `video` is that session's swapped stream, received through WHEP, and with
+    `watch_audio` also `audio`, its sound (when the session has any). A returned audio track must be read:
+    aiortc queues what nobody reads.
     """
 
     def __init__(
@@ -131,6 +138,8 @@ class SwapPeer:
         watch_session: str | None = None,
         jitter_buffer: JitterBufferMode = "marker",
         on_stats: Callable[[dict[str, Any]], None] | None = None,
+        send_audio: MediaStreamTrack | None = None,
+        watch_audio: bool = False,
     ) -> None:
         if (send is None) == (watch_session is None):
             raise ClientConfigError("a peer either sends a track (POST /offer) or watches a session (WHEP), not both")
@@ -138,12 +147,15 @@ class SwapPeer:
             raise ClientConfigError(f"--jitter-buffer must be marker or stock, got {jitter_buffer!r}")
         self.endpoint = endpoint
         self._send = send
+        self._send_audio = send_audio
+        self._watch_audio = watch_audio
         self._options = dict(options or {})
         self._watch_session = watch_session
         self._jitter_buffer = jitter_buffer
         self._on_stats = on_stats
         self.pc: RTCPeerConnection | None = None
         self.video: MediaStreamTrack | None = None
+        self.audio: MediaStreamTrack | None = None
         self.session_id: str | None = None
         self.jitter_buffer_installed = False
         self.server_stats: dict[str, Any] = {}
@@ -173,6 +185,8 @@ class SwapPeer:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self.audio is None:
+                self.audio = track
             if track.kind == "video" and not track_ready.done():
                 track_ready.set_result(track)
 
@@ -184,11 +198,15 @@ class SwapPeer:
 
         if self._send is not None:
             pc.addTrack(self._send)
+            if self._send_audio is not None:
+                pc.addTrack(self._send_audio)
             self._channel = pc.createDataChannel("control")
             self._channel.on("open", self._channel_open.set)
             self._channel.on("message", self._on_message)
         else:
             pc.addTransceiver("video", direction="recvonly")
+            if self._watch_audio:
+                pc.addTransceiver("audio", direction="recvonly")
         self.jitter_buffer_installed = install_jitter_buffer(pc, self._jitter_buffer)
         try:
             await pc.setLocalDescription(await pc.createOffer())

@@ -52,7 +52,7 @@ class KeyFiles:
     key: Path
 
     def environment(self) -> dict[str, str]:
-        """The environment that makes `swapstream client` (and later `serve`) sign, and `verify` check trust."""
+        """The environment that makes `swapstream client` and `serve --record` sign, and `verify` check trust."""
         return {CERT_ENVIRONMENT_VARIABLE: str(self.chain), KEY_ENVIRONMENT_VARIABLE: str(self.key),
                 TRUST_ENVIRONMENT_VARIABLE: str(self.ca)}
 

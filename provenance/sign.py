@@ -1,6 +1,6 @@
 """Signing a finished recording: a C2PA manifest embedded in an MP4, written to a new file atomically.
 
-`sign_mp4` takes paths and facts only, so every writer of recordings (`swapstream client --output`, later
+`sign_mp4` takes paths and facts only, so every writer of recordings (`swapstream client --output`,
 `swapstream serve --record DIR`) calls it the same way once its MP4 is closed. Source and destination may be the
 same path: the signed file is written beside the destination and renamed over it, so a reader sees the unsigned
 file or the signed one, never a torn one.

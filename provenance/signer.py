@@ -1,6 +1,6 @@
 """Who signs: the signing configuration (flags or environment) and the credentials it loads, checked at start.
 
-A command that records (`swapstream client`, later `swapstream serve --record`) builds a `SigningConfig` once
+A command that records (`swapstream client`, `swapstream serve --record`) builds a `SigningConfig` once
 from its flags with `signing_config_from_flags`, then calls `load_signing_credentials` before it records
 anything: a missing file, a key that is not the certificate's, or a certificate C2PA would reject fails there,
 naming the file, instead of after a recording has been made. The check ends with a real signature of a tiny

@@ -8,16 +8,26 @@ has arrived in sequence. ``MarkerJitterBuffer`` releases it then; everything els
 next-timestamp rule when a marker bit is missing, capacity and overflow handling, picture-loss signals)
 follows aiortc's buffer, so the receiver around it cannot tell the difference except in time.
 
+One difference on purpose: a packet lost for good (its NACK or retransmission lost too; aiortc asks again only
+when another loss happens) blocks both buffers until the buffer overflows, several seconds of frozen video at
+low packet rates, and then the frames held behind the hole leave one per arriving packet, seconds late. The
+marker buffer asks for the missing packets again every ``RENACK_INTERVAL_S`` while a hole blocks (a NACK through
+the receiver, when installed on one), and after ``MAX_GAP_WAIT_S`` gives up on the hole: it drops everything
+before the newest frame start behind it and asks for a keyframe (the frames it dropped reference the lost one).
+
 aiortc keeps its buffer in a private attribute; ``install_on_receiver`` swaps it on a video receiver and
 falls back to the stock buffer, with a log line, if the attribute is not where the verified aiortc
-versions keep it.
+versions keep it. ``replace_receiver_buffer`` is that swap for any buffer (``rtc.audio`` uses it for audio).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
 from importlib import metadata
-from typing import Literal
+from typing import Literal, TypeVar
 
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -36,10 +46,18 @@ VERIFIED_AIORTC_SPECIFIER = ">=1.16.0,<1.17"
 # Where RTCRtpReceiver keeps its buffer (the name-mangled ``self.__jitter_buffer``), and its kind.
 RECEIVER_JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 RECEIVER_KIND_ATTRIBUTE = "_RTCRtpReceiver__kind"
+RECEIVER_NACK_METHOD = "_send_rtcp_nack"
 
 # Same tolerance as aiortc: a packet this far behind the buffer's start means the sender restarted.
 MAX_MISORDER = 100
 SEQUENCE_MODULO = 1 << 16
+# How long a hole may block later packets before the buffer skips it, and how often it asks for the missing
+# packets again meanwhile: a NACK and its retransmission take one round trip (tens of ms on the Internet, more
+# on a loaded machine), and the sender keeps its last 128 packets for retransmission.
+MAX_GAP_WAIT_S = 0.5
+RENACK_INTERVAL_S = 0.1
+NackRequest = Callable[[int, list[int]], None]
+"""Ask the sender (media SSRC) to retransmit these sequence numbers."""
 
 
 def _seq_add(a: int, b: int) -> int:
@@ -56,7 +74,9 @@ class MarkerJitterBuffer:
     only: on audio the marker bit marks the start of a talkspurt, so an audio buffer behaves as stock.
     """
 
-    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False,
+                 max_gap_wait_s: float | None = MAX_GAP_WAIT_S, clock: Callable[[], float] = time.monotonic,
+                 request_retransmission: NackRequest | None = None) -> None:
         if capacity <= 0 or capacity & (capacity - 1) != 0:
             raise ValueError(f"jitter buffer capacity must be a power of 2, got {capacity}")
         self._capacity = capacity
@@ -64,6 +84,13 @@ class MarkerJitterBuffer:
         self._packets: list[RtpPacket | None] = [None] * capacity
         self._prefetch = prefetch
         self._is_video = is_video
+        self._max_gap_wait_s = max_gap_wait_s
+        self._clock = clock
+        self._blocked_since: float | None = None
+        self._request_retransmission = request_retransmission
+        self._renacks = 0
+        self.holes_skipped = 0
+        """Holes given up on after max_gap_wait_s (each with a keyframe request)."""
 
     @property
     def capacity(self) -> int:
@@ -97,7 +124,65 @@ class MarkerJitterBuffer:
             pli_flag = self._is_video
 
         self._packets[packet.sequence_number % self._capacity] = packet
-        return pli_flag, self._pop_complete_frame()
+        frame = self._pop_complete_frame()
+        if frame is not None:
+            self._blocked_since, self._renacks = None, 0
+        elif self._is_video and self._skip_stale_hole():
+            pli_flag = True
+            frame = self._pop_complete_frame()
+        return pli_flag, frame
+
+    def _skip_stale_hole(self) -> bool:
+        """Drop a hole that has blocked later packets for max_gap_wait_s, up to the newest frame start behind it.
+
+        True if something was dropped (the caller asks for a keyframe). A frame starts where the packet before
+        it ended a frame (marker bit) or carried another timestamp; a hole with no frame start behind it yet is
+        kept (its frame may still complete).
+        """
+        assert self._origin is not None
+        hole = next((offset for offset in range(self._capacity) if self._slot(offset) is None), None)
+        behind = hole is not None and any(self._slot(offset) is not None for offset in range(hole + 1, self._capacity))
+        if not behind or self._max_gap_wait_s is None:
+            self._blocked_since, self._renacks = None, 0
+            return False
+        now = self._clock()
+        if self._blocked_since is None:
+            self._blocked_since = now
+        blocked_for = now - self._blocked_since
+        if blocked_for < self._max_gap_wait_s:
+            if blocked_for >= RENACK_INTERVAL_S * (self._renacks + 1):
+                self._renacks += 1
+                self._ask_again()
+            return False
+        assert hole is not None
+        newest_start = None
+        for offset in range(hole + 2, self._capacity):
+            before, packet = self._slot(offset - 1), self._slot(offset)
+            if before is not None and packet is not None and (before.marker or before.timestamp != packet.timestamp):
+                newest_start = offset
+        if newest_start is None:
+            return False
+        self.remove(newest_start)
+        self._blocked_since, self._renacks = None, 0
+        self.holes_skipped += 1
+        return True
+
+    def _ask_again(self) -> None:
+        """Request the packets missing before the newest one held (aiortc NACKs each loss only once)."""
+        if self._request_retransmission is None:
+            return
+        assert self._origin is not None
+        held = [offset for offset in range(self._capacity) if self._slot(offset) is not None]
+        newest = self._slot(held[-1]) if held else None
+        if newest is None:
+            return
+        missing = [_seq_add(self._origin, offset) for offset in range(held[-1]) if self._slot(offset) is None]
+        if missing:
+            self._request_retransmission(newest.ssrc, missing)
+
+    def _slot(self, offset: int) -> RtpPacket | None:
+        assert self._origin is not None
+        return self._packets[(self._origin + offset) % self._capacity]
 
     def _pop_complete_frame(self) -> JitterFrame | None:
         """Release the oldest frame once enough frames are complete, scanning in-sequence packets."""
@@ -189,15 +274,18 @@ def is_verified_aiortc(version: str | None = None) -> bool:
     return low <= release < high
 
 
-def receiver_jitter_buffer_problem(receiver: RTCRtpReceiver) -> str | None:
-    """Why the buffer on this receiver cannot be swapped (naming the attribute), or None if it can."""
+def receiver_jitter_buffer_problem(receiver: RTCRtpReceiver, ours: type = MarkerJitterBuffer) -> str | None:
+    """Why the buffer on this receiver cannot be swapped (naming the attribute), or None if it can.
+
+    The buffer there must be aiortc's own `JitterBuffer` or an `ours` already installed.
+    """
     current = getattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, None)
     if current is None:
         return (
             f"RTCRtpReceiver has no attribute {RECEIVER_JITTER_BUFFER_ATTRIBUTE!r} "
             f"(aiortc {aiortc_version()}; verified {VERIFIED_AIORTC_SPECIFIER})"
         )
-    if not isinstance(current, (JitterBuffer, MarkerJitterBuffer)):
+    if not isinstance(current, (JitterBuffer, ours)):
         return (
             f"RTCRtpReceiver.{RECEIVER_JITTER_BUFFER_ATTRIBUTE} is a {type(current).__qualname__}, "
             f"not aiortc.jitterbuffer.JitterBuffer (aiortc {aiortc_version()}; verified {VERIFIED_AIORTC_SPECIFIER})"
@@ -205,51 +293,77 @@ def receiver_jitter_buffer_problem(receiver: RTCRtpReceiver) -> str | None:
     return None
 
 
-def _receiver_kind(receiver: RTCRtpReceiver) -> str | None:
+def receiver_kind(receiver: RTCRtpReceiver) -> str | None:
+    """"audio" or "video": what the receiver receives."""
     kind = getattr(receiver, RECEIVER_KIND_ATTRIBUTE, None)
     if kind is None and receiver.track is not None:
         kind = receiver.track.kind
     return kind if isinstance(kind, str) else None
 
 
+def _nack_sender(receiver: RTCRtpReceiver) -> NackRequest | None:
+    """A way to send a NACK through `receiver` (aiortc's ``_send_rtcp_nack``), or None where it has none."""
+    send = getattr(receiver, RECEIVER_NACK_METHOD, None)
+    if send is None:
+        logger.warning("RTCRtpReceiver has no %s (aiortc %s): lost packets are asked for only once",
+                       RECEIVER_NACK_METHOD, aiortc_version())
+        return None
+
+    in_flight: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+    def request(media_ssrc: int, lost: list[int]) -> None:
+        # add() runs inside the receiver's packet handler, on the event loop: send the NACK in a task of its own.
+        task = asyncio.get_running_loop().create_task(send(media_ssrc, lost))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    return request
+
+
+B = TypeVar("B")
+
+
+def replace_receiver_buffer(receiver: RTCRtpReceiver, ours: type[B], make: Callable[[JitterBuffer], B],
+                            what: str) -> B | None:
+    """Swap aiortc's jitter buffer on `receiver` for `make(stock_buffer)`; the buffer in place, or None.
+
+    Call it before media flows. An `ours` already there is kept (installing twice is harmless). None, with a
+    warning naming `what` and the reason, when aiortc keeps its buffer elsewhere or packets already arrived.
+    """
+    problem = receiver_jitter_buffer_problem(receiver, ours)
+    if problem is not None:
+        logger.warning("keeping aiortc's stock jitter buffer (%s not installed): %s", what, problem)
+        return None
+    current = getattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE)
+    if isinstance(current, ours):
+        return current
+    if getattr(current, "_origin", None) is not None:
+        logger.warning("keeping aiortc's stock jitter buffer: packets already arrived on this receiver; "
+                       "install the %s before media flows", what)
+        return None
+    if not is_verified_aiortc():
+        logger.warning("aiortc %s is outside the verified range %s; installing the %s anyway because %s looks as "
+                       "expected", aiortc_version(), VERIFIED_AIORTC_SPECIFIER, what, RECEIVER_JITTER_BUFFER_ATTRIBUTE)
+    replacement = make(current)
+    setattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, replacement)
+    logger.debug("%s installed", what)
+    return replacement
+
+
 def install_on_receiver(receiver: RTCRtpReceiver, mode: JitterBufferMode) -> bool:
     """Put a MarkerJitterBuffer on a video receiver (mode "marker"); True if it is installed.
 
     Call it before media flows (right after the receiver is created, or in the "track" event). Audio
-    receivers and mode "stock" keep aiortc's buffer. If aiortc keeps its buffer somewhere else, the stock
-    buffer stays and a warning names the attribute.
+    receivers and mode "stock" keep aiortc's buffer (`rtc.audio` has the audio buffers). If aiortc keeps its
+    buffer somewhere else, the stock buffer stays and a warning names the attribute.
     """
     if mode not in JITTER_BUFFER_MODES:
         raise JitterBufferModeError(f"--jitter-buffer must be one of {', '.join(JITTER_BUFFER_MODES)}, got {mode!r}")
-    kind = _receiver_kind(receiver)
-    if mode == "stock" or kind != "video":
+    if mode == "stock" or receiver_kind(receiver) != "video":
         return False
-    problem = receiver_jitter_buffer_problem(receiver)
-    if problem is not None:
-        logger.warning("keeping aiortc's stock jitter buffer (one frame interval slower): %s", problem)
-        return False
-    current = getattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE)
-    if isinstance(current, MarkerJitterBuffer):
-        return True
-    if getattr(current, "_origin", None) is not None:
-        logger.warning(
-            "keeping aiortc's stock jitter buffer: packets already arrived on this receiver; "
-            "install the marker buffer before media flows"
-        )
-        return False
-    if not is_verified_aiortc():
-        logger.warning(
-            "aiortc %s is outside the verified range %s; installing the marker jitter buffer anyway "
-            "because %s looks as expected",
-            aiortc_version(),
-            VERIFIED_AIORTC_SPECIFIER,
-            RECEIVER_JITTER_BUFFER_ATTRIBUTE,
-        )
-    replacement = MarkerJitterBuffer(
-        capacity=current.capacity,
-        prefetch=int(getattr(current, "_prefetch", 0)),
-        is_video=True,
-    )
-    setattr(receiver, RECEIVER_JITTER_BUFFER_ATTRIBUTE, replacement)
-    logger.debug("marker jitter buffer installed (capacity %d)", replacement.capacity)
-    return True
+    installed = replace_receiver_buffer(
+        receiver, MarkerJitterBuffer,
+        lambda stock: MarkerJitterBuffer(capacity=stock.capacity, prefetch=int(getattr(stock, "_prefetch", 0)),
+                                         is_video=True, request_retransmission=_nack_sender(receiver)),
+        "marker jitter buffer")
+    return installed is not None

@@ -12,17 +12,26 @@ from swapstream.manifest import ModelEntry
 
 
 async def handle_healthz(request: web.Request) -> web.Response:
-    """GET /healthz: models loaded, inference provider, live sessions."""
+    """GET /healthz: models, where inference runs, and the load; 503 (same body, with a reason) when full, so a
+    load balancer sends new sessions elsewhere."""
     state = request.app[STATE_KEY]
-    return web.json_response({
-        "status": "ok",
+    sessions, most = len(state.registry), state.config.max_sessions
+    body = {
+        "status": "ok" if sessions < most else "full",
         "pipeline": state.config.pipeline,
         "jitter_buffer": state.config.jitter_buffer,
         "models": sorted(state.backends),
         "provider": state.provider,
-        "sessions": len(state.registry),
-        "max_sessions": state.config.max_sessions,
-    })
+        "inference": state.config.inference,
+        "inference_available": state.remote.available if state.remote is not None else True,
+        "sessions": sessions,
+        "max_sessions": most,
+        "free": max(0, most - sessions),
+    }
+    if sessions < most:
+        return web.json_response(body)
+    body["reason"] = f"full: {sessions} of {most} sessions (--max-sessions); new sessions get 503 here"
+    return web.json_response(body, status=503, headers={"Retry-After": "5"})
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -32,16 +41,19 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 
 def _entry_summary(entry: ModelEntry) -> dict[str, Any]:
-    """What /api/models says of a model (the client records name and sha256 in its C2PA manifest)."""
+    """What /api/models says of a model (the client records name, sha256 and consent in its C2PA manifest);
+    `quality_limited`: a Studio model whose target had photos only."""
     summary: dict[str, Any] = {"name": entry.name, "kind": entry.kind, "direction": entry.direction,
-                               "face_size": entry.face_size, "precision": entry.precision, "sha256": entry.sha256}
+                               "face_size": entry.face_size, "precision": entry.precision, "sha256": entry.sha256,
+                               "quality_limited": entry.source.get("quality_limited") is True}
     if entry.consent is not None:
         summary["consent"] = entry.consent.to_json()
     return summary
 
 
 async def handle_models(request: web.Request) -> web.Response:
-    """GET /api/models: the manifest's models, the provider and the default options for new sessions."""
+    """GET /api/models: the served models (a Studio job's join while the server runs), the provider and the
+    default options for new sessions."""
     state = request.app[STATE_KEY]
     return web.json_response({
         "models": [_entry_summary(e) for e in state.catalog.entries],

@@ -2,16 +2,19 @@
 
 The frame stages ask the catalog for a swap model by manifest name or direction (`resolve`, through the one
 resolver in swapstream.manifest). Nothing in a catalog changes after it is built: to serve more models (another
-models folder, or what a studio job exported) build the next snapshot with `with_models` and replace the
-reference to it in one assignment; a frame that already holds the old snapshot finishes with the model it
-started with.
+models folder, or what a studio job exported) or fewer, build the next snapshot with `with_models` /
+`without_models`; `live_catalog.LiveCatalog` holds the snapshot in force and swaps it atomically. The frame
+stages reach a model through `SwapModels.use`, which holds it for the frame: a static catalog needs nothing
+held, a live one keeps a removed model's backend open until the frames using it are done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 from stream_server.backends import InferenceBackend
 from stream_server.errors import ConfigError, ModelLoadError
@@ -38,6 +41,15 @@ class SwapModelInfo:
         return cls(name=entry.name, direction=entry.direction, face_size=entry.face_size,
                    rgb_index=outputs.index("rgb") if "rgb" in outputs else 0,
                    mask_index=outputs.index("mask") if "mask" in outputs else None)
+
+
+class SwapModels(Protocol):
+    """Where the frame stages get their swap model: `ModelCatalog` (fixed) or `live_catalog.LiveCatalog`."""
+
+    def use(self, model: str) -> AbstractContextManager[SwapModelInfo]:
+        """The swap model `model` resolves to, held (its backend stays open) until the block ends; ConfigError
+        lists the choices."""
+        ...
 
 
 class ModelCatalog:
@@ -87,10 +99,23 @@ class ModelCatalog:
             raise ConfigError(f"option 'model': {exc}") from exc
         return self._swap[entry.name]
 
+    def use(self, model: str) -> AbstractContextManager[SwapModelInfo]:
+        """`resolve(model)` for a block (SwapModels): a snapshot's backends live as long as it, nothing to hold."""
+        return nullcontext(self.resolve(model))
+
     def with_models(self, entries: Iterable[ModelEntry], backends: Mapping[str, InferenceBackend]) -> ModelCatalog:
         """A new snapshot: these models after this catalog's (which share their backends with it); this one is
         unchanged. ModelLoadError if a name is already served."""
         return ModelCatalog((*self._entries, *entries), {**self._backends, **backends})
+
+    def without_models(self, names: Collection[str]) -> ModelCatalog:
+        """A new snapshot without the models `names` (the rest share their backends with this one); this one is
+        unchanged and its backends stay open. ConfigError names any of `names` not served."""
+        unknown = sorted(set(names) - set(self.names))
+        if unknown:
+            raise ConfigError(f"cannot remove models that are not served: {', '.join(unknown)}")
+        return ModelCatalog([entry for entry in self._entries if entry.name not in names],
+                            {name: backend for name, backend in self._backends.items() if name not in names})
 
     def close(self) -> None:
         """Close every backend (at shutdown: snapshots made by `with_models` share backends with this one)."""

@@ -27,6 +27,7 @@ async def serve(config: ServerConfig, app: web.Application | None = None) -> Non
     from aiohttp import web
 
     from stream_server.app import STATE_KEY, create_app
+    from stream_server.config import is_loopback
 
     app = app or create_app(config)
     state = app[STATE_KEY]
@@ -48,8 +49,9 @@ async def serve(config: ServerConfig, app: web.Application | None = None) -> Non
                 config.pipeline, ", ".join(sorted(state.backends)) or "none", state.provider,
                 "on" if config.disclosure_mark else "OFF")
     logger.info("open %s in a browser; WHIP ingest at %swhip, WHEP egress at %swhep/<session>", url, url, url)
-    if config.host not in ("127.0.0.1", "localhost", "::1") and config.token is None:
-        logger.warning("listening on %s without --token: anyone who can reach it can stream", config.host)
+    if config.token is None and not is_loopback(config.host):
+        logger.warning("listening on %s without --token (--allow-no-token): anyone who can reach it can stream",
+                       config.host)
     try:
         await stop.wait()
         logger.info("shutting down: closing every peer connection")
@@ -64,6 +66,9 @@ def main(argv: Sequence[str]) -> int:
     """Entry point of `swapstream serve`; errors propagate as SwapstreamError for the dispatcher."""
     for name, value in SINGLE_THREADED_BLAS.items():
         os.environ.setdefault(name, value)
+    from stream_server.release import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: sessions' native memory then returns to the system (release.py)
     from stream_server.app import create_app
     from stream_server.config import config_from_args
 

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from faces.color import COLOR_MODES, ColorMode
+from provenance.signer import SigningConfig, add_signing_flags, signing_config_from_flags
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode
+from stream_server.backends.triton import parse_triton_url
 from stream_server.errors import ConfigError
 
 PipelineMode = Literal["swap", "echo"]
 PIPELINE_MODES: tuple[PipelineMode, ...] = get_args(PipelineMode)
+LOCAL_INFERENCE = "local"
+InferenceFallback = Literal["none", "local"]
+INFERENCE_FALLBACKS: tuple[InferenceFallback, ...] = get_args(InferenceFallback)
 MAX_BATCH_WAIT_MS = 2.0
+UHD_PIXELS = 3840 * 2160
+LOOPBACK_NAMES = ("localhost",)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,18 @@ class ServerConfig:
     max_batch: int = 16
     stats_interval_s: float = 1.0
     connect_timeout_s: float = 20.0
+    idle_timeout_s: float = 30.0
+    """A connected session that delivers no decoded frame for this long is closed (--idle-timeout)."""
+    max_pixels: int = UHD_PIXELS
+    """Incoming frames with more pixels are not processed; the peer is told on the control channel."""
+    allow_no_token: bool = False
+    """Serve a non-loopback address without --token (refused otherwise)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins besides the server's own that may POST /offer (--allowed-origin, repeatable)."""
+    public_metrics: bool = False
+    """GET /metrics without the token, for a scraper (--public-metrics)."""
+    body_timeout_s: float = 10.0
+    """Longest time to receive a request body; slower ones get 408 (--body-timeout)."""
     digits_corrections_dir: Path | None = None
     """Where POST /api/digits/corrections stores corrected digits (None: not stored)."""
     digits_corrections_limit: int = 10_000
@@ -84,6 +105,18 @@ class ServerConfig:
     studio_dir: Path | None = None
     """--studio DIR: train models on uploaded faces in DIR (off when None; needs the train extra)."""
     studio_max_mb: int = 500
+    """--studio-max-mb: the largest Studio upload, all files of a job together."""
+    inference: str = LOCAL_INFERENCE
+    """Where the swap models run: "local" (in this process, micro-batched) or "triton://HOST:PORT"."""
+    inference_fallback: InferenceFallback = "none"
+    """With Triton: what a frame gets while Triton fails ("none": its faces unswapped; "local": in-process)."""
+    record_dir: Path | None = None
+    """--record DIR: sessions may be recorded there (on request, or all with record_all)."""
+    record_all: bool = False
+    record_unsigned: bool = False
+    """Allow --record without signing credentials (the recordings then carry no C2PA manifest)."""
+    signing: SigningConfig | None = None
+    """The C2PA certificate and key recordings are signed with (checked when the app is built)."""
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINE_MODES:
@@ -125,6 +158,56 @@ class ServerConfig:
             raise ConfigError(f"--studio {self.studio_dir}: exists and is not a folder")
         if not 1 <= self.studio_max_mb <= 100_000:
             raise ConfigError(f"--studio-max-mb must be in 1..100000, got {self.studio_max_mb}")
+        if self.inference != LOCAL_INFERENCE:
+            parse_triton_url(self.inference)  # ConfigError naming --inference
+        if self.inference_fallback not in INFERENCE_FALLBACKS:
+            raise ConfigError(f"--inference-fallback must be none or local, got {self.inference_fallback!r}")
+        if self.studio_dir is not None and self.remote_inference:
+            raise ConfigError(f"--studio trains models for this server's own inference: it cannot be used with "
+                              f"--inference {self.inference} (Triton serves only the models exported to it)")
+        if self.inference_fallback == "local" and not self.remote_inference:
+            raise ConfigError("--inference-fallback local needs --inference triton://HOST:PORT (the models already "
+                              "run in-process)")
+
+        self._check_recording()
+        self._check_exposure_limits()
+
+    def _check_exposure_limits(self) -> None:
+        """The issue-13 limits: timeouts, frame size, origins, and no open server on a public address."""
+        if not 1 <= self.idle_timeout_s <= 3600:
+            raise ConfigError(f"--idle-timeout must be in 1..3600 s, got {self.idle_timeout_s}")
+        if not 0.5 <= self.body_timeout_s <= 300:
+            raise ConfigError(f"--body-timeout must be in 0.5..300 s, got {self.body_timeout_s}")
+        if not 64 * 64 <= self.max_pixels <= 16384 * 16384:
+            raise ConfigError(f"--max-pixels must be in {64 * 64}..{16384 * 16384}, got {self.max_pixels}")
+        for origin in self.allowed_origins:
+            if normalized_origin(origin) is None:
+                raise ConfigError(f"--allowed-origin must be scheme://host[:port] (as a browser sends it in "
+                                  f"Origin), got {origin!r}")
+        if self.token is None and not self.allow_no_token and not is_loopback(self.host):
+            raise ConfigError(f"--host {self.host} is reachable from other machines and no --token is set: anyone "
+                              "who can reach it could stream and read the server. Pass --token (or "
+                              "SWAPSTREAM_TOKEN), or --allow-no-token (SWAPSTREAM_ALLOW_NO_TOKEN=1) if something "
+                              "in front of the server already authenticates")
+
+    @property
+    def remote_inference(self) -> bool:
+        """Whether the swap models run on Triton (--inference triton://...) rather than in this process."""
+        return self.inference != LOCAL_INFERENCE
+
+    def _check_recording(self) -> None:
+        if self.record_dir is None:
+            for flag, given in (("--record-all", self.record_all), ("--record-unsigned", self.record_unsigned)):
+                if given:
+                    raise ConfigError(f"{flag} needs --record DIR")
+            return
+        if not Path(self.record_dir).parent.is_dir():
+            raise ConfigError(f"--record {self.record_dir}: its folder {Path(self.record_dir).parent} does not exist")
+        if self.signing is None and not self.record_unsigned:
+            raise ConfigError(f"--record {self.record_dir}: recordings are signed (C2PA, docs/provenance.md) and no "
+                              "signing certificate was given: pass --sign-cert and --sign-key (or set "
+                              "SWAPSTREAM_SIGN_CERT and SWAPSTREAM_SIGN_KEY; `swapstream keys init DIR` makes local "
+                              "test ones), or --record-unsigned to record without signing")
 
     @property
     def url(self) -> str:
@@ -132,6 +215,32 @@ class ServerConfig:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, or "" (every address)
+
+
+def normalized_origin(origin: str) -> str | None:
+    """`origin` as browsers send it in Origin (scheme://host[:port], lower case, no default port); None if it is
+    not one (a path, no host, "null")."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def _env(environ: Mapping[str, str], name: str, default: Any, parse: Any = str) -> Any:
@@ -167,8 +276,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=_env(environ, "PORT", 8080, int), help="TCP port (default 8080)")
     parser.add_argument("--token", default=_env(environ, "TOKEN", None),
-                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip, /whep and /api/digits "
-                             "(SWAPSTREAM_TOKEN)")
+                        help="require 'Authorization: Bearer TOKEN' on /offer, /whip, /whep, /api/* and /metrics "
+                             "(SWAPSTREAM_TOKEN); needed on a non-loopback --host")
     parser.add_argument("--max-sessions", type=int, default=_env(environ, "MAX_SESSIONS", 4, int),
                         help="most live sessions; more get HTTP 503 (default 4)")
     parser.add_argument("--pipeline", choices=PIPELINE_MODES, default=_env(environ, "PIPELINE", "swap"),
@@ -191,9 +300,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="longest wait for other sessions' faces to batch together, <= 2 ms (default 2)")
     parser.add_argument("--connect-timeout", type=float, default=_env(environ, "CONNECT_TIMEOUT", 20.0, float),
                         help="seconds a new peer has to connect before its session is freed (default 20)")
+    _add_exposure_flags(parser, environ)
     parser.add_argument("--digits-corrections", metavar="DIR", default=_env(environ, "DIGITS_CORRECTIONS", None),
                         help="store the digits the Digits tab's users correct in DIR, for `swapstream train digits "
                              "--data DIR` (off by default; SWAPSTREAM_DIGITS_CORRECTIONS)")
+    parser.add_argument("--inference", default=_env(environ, "INFERENCE", LOCAL_INFERENCE),
+                        help="where the swap models run: local (in this process, default) or triton://HOST:PORT "
+                             "(a Triton Inference Server's gRPC endpoint, shared by many servers)")
+    parser.add_argument("--inference-fallback", choices=INFERENCE_FALLBACKS,
+                        default=_env(environ, "INFERENCE_FALLBACK", "none"),
+                        help="with --inference triton://: while Triton fails, send faces out unswapped (none, "
+                             "default) or run the models in this process (local: loaded at start)")
     parser.add_argument("--model", default=_env(environ, "MODEL", "a2b"),
                         help="default swap model for new sessions: a manifest name, a2b or b2a (default a2b)")
     parser.add_argument("--feather", type=int, default=_env(environ, "FEATHER", 4, int),
@@ -205,7 +322,45 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                              "needs the train extra)")
     parser.add_argument("--studio-max-mb", type=int, default=_env(environ, "STUDIO_MAX_MB", 500, int),
                         help="largest Studio upload, all files of a job together, in MB (default 500)")
+    parser.add_argument("--record", type=Path, metavar="DIR", default=_env(environ, "RECORD", None, Path),
+                        help="record sessions to DIR/<session>.mp4 when their control channel asks (signed: needs "
+                             "--sign-cert/--sign-key, or --record-unsigned)")
+    parser.add_argument("--record-all", action="store_true", default=_env(environ, "RECORD_ALL", False, _parse_bool),
+                        help="record every session from its first frame (with --record)")
+    parser.add_argument("--record-unsigned", action="store_true",
+                        default=_env(environ, "RECORD_UNSIGNED", False, _parse_bool),
+                        help="allow --record without signing credentials: recordings without C2PA credentials")
+    add_signing_flags(parser)
     return parser
+
+
+def _add_exposure_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """The flags that limit what peers and pages can do (issue 13), each with its SWAPSTREAM_* variable."""
+    parser.add_argument("--idle-timeout", type=float, default=_env(environ, "IDLE_TIMEOUT", 30.0, float),
+                        help="close a connected session that delivers no frame for this many seconds (default 30)")
+    parser.add_argument("--max-pixels", type=int, default=_env(environ, "MAX_PIXELS", UHD_PIXELS, int),
+                        help=f"largest incoming frame in pixels; bigger frames are not processed and the peer is "
+                             f"told (default {UHD_PIXELS}, 3840x2160)")
+    parser.add_argument("--allow-no-token", action="store_true",
+                        default=_env(environ, "ALLOW_NO_TOKEN", False, _parse_bool),
+                        help="serve a non-loopback --host without --token (refused otherwise)")
+    parser.add_argument("--allowed-origin", action="append", dest="allowed_origins", metavar="ORIGIN",
+                        default=None,
+                        help="a browser origin (scheme://host[:port]) besides the server's own that may POST "
+                             "/offer; repeatable (SWAPSTREAM_ALLOWED_ORIGIN: comma-separated)")
+    parser.add_argument("--public-metrics", action="store_true",
+                        default=_env(environ, "PUBLIC_METRICS", False, _parse_bool),
+                        help="answer GET /metrics without the token (for a scraper); /api/* still needs it")
+    parser.add_argument("--body-timeout", type=float, default=_env(environ, "BODY_TIMEOUT", 10.0, float),
+                        help="seconds a client has to send a request body; slower ones get 408 (default 10)")
+
+
+def _allowed_origins(flags: list[str] | None, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """--allowed-origin values (repeated flags win over SWAPSTREAM_ALLOWED_ORIGIN's comma-separated list)."""
+    if flags is not None:
+        return tuple(flags)
+    listed = _env(environ, "ALLOWED_ORIGIN", "")
+    return tuple(origin.strip() for origin in listed.split(",") if origin.strip())
 
 
 def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -235,8 +390,20 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
         workers=args.workers,
         batch_wait_ms=args.batch_wait_ms,
         connect_timeout_s=args.connect_timeout,
+        idle_timeout_s=args.idle_timeout,
+        max_pixels=args.max_pixels,
+        allow_no_token=args.allow_no_token,
+        allowed_origins=_allowed_origins(args.allowed_origins, env),
+        public_metrics=args.public_metrics,
+        body_timeout_s=args.body_timeout,
         digits_corrections_dir=Path(args.digits_corrections) if args.digits_corrections else None,
         default_options=defaults,
         studio_dir=Path(args.studio) if args.studio else None,
         studio_max_mb=args.studio_max_mb,
+        inference=args.inference,
+        inference_fallback=args.inference_fallback,
+        record_dir=args.record,
+        record_all=args.record_all,
+        record_unsigned=args.record_unsigned,
+        signing=signing_config_from_flags(args.sign_cert, args.sign_key, args.sign_tsa_url, env),
     )

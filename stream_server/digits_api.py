@@ -25,6 +25,7 @@ from aiohttp import web
 
 from stream_server.errors import ConfigError, SignalingError
 from stream_server.app import STATE_KEY
+from stream_server.guards import parse_json
 from stream_server.signaling import check_token, read_body, read_body_bytes
 from swapstream.atomic import atomic_write_text
 
@@ -150,11 +151,7 @@ CORRECTIONS_KEY = web.AppKey("swapstream_digit_corrections", CorrectionStore)
 
 
 async def _read_json(request: web.Request) -> Any:
-    text = await read_body(request)
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise SignalingError(f"body is not valid JSON: {exc}") from exc
+    return parse_json(await read_body(request), "the body")
 
 
 async def handle_digits(request: web.Request) -> web.Response:

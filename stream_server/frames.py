@@ -11,7 +11,11 @@ For each frame the session's newest-frame reader hands over, `FrameScheduler` ru
 4. `on_processed` on the event loop: the session publishes the frame to its outgoing tracks.
 
 The two stages run at the same time on different frames: while frame N is rendered, frame N+1 is located.
-This module is the one place where av frames and numpy arrays are converted into each other.
+A frame over --max-pixels is not processed at all (refused on the event loop, before its pixels are copied) and
+reported to `on_error` as a `FrameTooLargeError`.
+This module is the one place where av frames and numpy arrays are converted into each other; every conversion
+runs swscale on the calling thread (PyAV's default starts a pool of threads per frame, which the frame keeps),
+and outgoing frames are yuv420p, the encoders' own format, so no encoder converts (or keeps a converter) again.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from numpy.typing import NDArray
 
 from faces.types import Face
 from stream_server.config import SessionOptions
+from stream_server.errors import FrameTooLargeError
 from stream_server.newest import NewestSlot
 
 logger = logging.getLogger(__name__)
@@ -42,6 +47,10 @@ StageTimes = dict[Stage, float]
 """Milliseconds spent in each stage on one frame."""
 
 R = TypeVar("R")
+OUTGOING_FORMAT = "yuv420p"
+"""The pixel format of processed frames: what aiortc's VP8 and H.264 encoders take without converting."""
+SCALER_THREADS = 1
+"""swscale threads per conversion: frames here are small, and the frame workers are the parallelism."""
 
 
 @dataclass(frozen=True)
@@ -54,23 +63,39 @@ class TimedFrame:
 
 def to_rgb(frame: VideoFrame) -> tuple[NDArray[np.uint8], float | None]:
     """A decoded frame's pixels (RGB uint8, a new array) and its timestamp in seconds (None without pts)."""
-    rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+    rgb = np.asarray(frame.to_ndarray(format="rgb24", threads=SCALER_THREADS), dtype=np.uint8)
     timestamp = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
     return rgb, timestamp
 
 
 def to_video_frame(rgb: NDArray[np.uint8], like: VideoFrame) -> VideoFrame:
-    """RGB uint8 pixels as a new frame carrying `like`'s pts and time_base."""
-    frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    """RGB uint8 pixels as a new yuv420p frame carrying `like`'s pts and time_base."""
+    rgb_frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    frame = rgb_frame.reformat(format=OUTGOING_FORMAT, threads=SCALER_THREADS)
     frame.pts, frame.time_base = like.pts, like.time_base
     return frame
 
 
 def copy_video_frame(frame: VideoFrame) -> VideoFrame:
-    """A new frame with the same pixels, pixel format and timing."""
-    copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    """A new frame with the same pixels, pixel format and timing (plane by plane, no conversion)."""
+    copy = VideoFrame(frame.width, frame.height, frame.format.name)
+    for source, target in zip(frame.planes, copy.planes):
+        rows = min(source.height, target.height)
+        source_rows = np.frombuffer(memoryview(source), np.uint8)[: rows * source.line_size].reshape(rows, -1)
+        target_rows = np.frombuffer(memoryview(target), np.uint8)[: rows * target.line_size].reshape(rows, -1)
+        width = min(source.line_size, target.line_size)
+        target_rows[:, :width] = source_rows[:, :width]
     copy.pts, copy.time_base = frame.pts, frame.time_base
     return copy
+
+
+def check_frame_size(frame: VideoFrame, max_pixels: int | None) -> None:
+    """FrameTooLargeError naming --max-pixels when `frame` has more pixels than `max_pixels` (None: no limit)."""
+    pixels = frame.width * frame.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise FrameTooLargeError(f"a {frame.width}x{frame.height} frame ({pixels} pixels) is over the server's "
+                                 f"limit of {max_pixels} pixels (--max-pixels); it was not processed: send "
+                                 f"smaller frames")
 
 
 class FrameSource(Protocol):
@@ -105,11 +130,15 @@ class FrameStages(Protocol):
 
 @dataclass(frozen=True)
 class ProcessedFrame:
-    """A frame that passed both stages: the outgoing frame with its input's timing, stage times, faces swapped."""
+    """A frame that passed both stages: the outgoing frame with its input's timing, stage times, faces swapped,
+    and the pixels it was made from with the options they were processed with (for a recording: the array is
+    not changed after this)."""
 
     timed: TimedFrame
     stage_ms: StageTimes
     faces: int
+    rgb: NDArray[np.uint8]
+    options: SessionOptions
 
 
 @dataclass(frozen=True)
@@ -128,12 +157,14 @@ class FrameScheduler:
 
     `run()` processes frames until the source ends; `close()`, once `run()` has ended or was cancelled, waits for
     the frames still in worker threads and then closes the stages. `options()` is read once per frame, so an
-    option change applies from the next frame located. A frame that fails is reported to `on_error` and skipped.
+    option change applies from the next frame located. A frame that fails, or has more than `max_pixels` pixels,
+    is reported to `on_error` and skipped.
     """
 
     def __init__(self, source: FrameSource, stages: FrameStages, executor: Executor,
                  options: Callable[[], SessionOptions], on_processed: Callable[[ProcessedFrame], None],
-                 on_error: Callable[[Exception], None], on_drop: Callable[[], None] | None = None) -> None:
+                 on_error: Callable[[Exception], None], on_drop: Callable[[], None] | None = None,
+                 max_pixels: int | None = None) -> None:
         self._source = source
         self._stages = stages
         self._executor = executor
@@ -141,6 +172,7 @@ class FrameScheduler:
         self._on_processed = on_processed
         self._on_error = on_error
         self._on_drop = on_drop
+        self._max_pixels = max_pixels
         # At most one frame per stage is in a worker thread; close() waits for them.
         self._in_flight: dict[str, Future[Any]] = {}
 
@@ -151,6 +183,11 @@ class FrameScheduler:
             group.create_task(self._render_loop(located), name="swapstream-render")
             try:
                 while (timed := await self._source.next_frame()) is not None:
+                    try:
+                        check_frame_size(timed.frame, self._max_pixels)
+                    except FrameTooLargeError as exc:
+                        self._on_error(exc)
+                        continue
                     item = await self._in_worker("locate", functools.partial(self._locate, timed, self._options()))
                     if item is not None:
                         located.put(item)
@@ -181,8 +218,9 @@ class FrameScheduler:
     def _render(self, item: _Located) -> ProcessedFrame:
         rgb, stage_ms = self._stages.render(item.rgb, item.faces, item.options)
         out = TimedFrame(to_video_frame(rgb, like=item.timed.frame), item.timed.received_at)
-        faces = len(item.faces) if self._stages.swap_enabled(item.options) else 0
-        return ProcessedFrame(out, {**item.stage_ms, **stage_ms}, faces)
+        # faces count as swapped only where the model ran ("infer" timed): not while remote inference is down
+        faces = len(item.faces) if self._stages.swap_enabled(item.options) and "infer" in stage_ms else 0
+        return ProcessedFrame(out, {**item.stage_ms, **stage_ms}, faces, rgb, item.options)
 
     async def close(self) -> None:
         """Wait for frames still in worker threads (the stages must outlive them), then close the stages."""

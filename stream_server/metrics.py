@@ -31,6 +31,10 @@ class ServerMetrics:
         self.batches = Counter("swapstream_inference_batches_total", "Inference batches run.", registry=registry)
         self.batched_faces = Counter("swapstream_inference_batched_faces_total", "Faces inferred in batches.",
                                      registry=registry)
+        self.inference_unavailable = Counter(
+            "swapstream_inference_unavailable_total",
+            "Inference requests the inference service (Triton) did not answer or refused; their faces went out "
+            "unswapped, or through --inference-fallback local.", registry=registry)
         self.stage_ms = Histogram("swapstream_stage_duration_ms", "Time per frame in each stage, milliseconds.",
                                   ["stage"], buckets=LATENCY_BUCKETS_MS, registry=registry)
         self.added_ms = Histogram("swapstream_added_latency_ms",
@@ -49,7 +53,7 @@ class ServerMetrics:
         self.added_ms.observe(added_ms)
 
     def batch_run(self, faces: int) -> None:
-        """The inference batcher ran one batch of `faces` faces."""
+        """One batch of `faces` faces ran: the in-process batcher's, or one request Triton answered."""
         self.batches.inc()
         self.batched_faces.inc(faces)
 

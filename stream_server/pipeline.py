@@ -4,12 +4,14 @@
 frame path in its own thread); `FramePipeline.render` swaps them and draws. Both run in worker threads, never on
 the event loop (frames.FrameScheduler calls them). Echo is the same pipeline with the swap stage off. The
 reserved top-left corner (the frame-number code, swapstream.reserved_corner) is restored from the input after
-every drawing step, so the server never changes it.
+every drawing step, so the server never changes it. When remote inference (Triton) fails, the frame goes on with
+its faces unswapped and the client is told, at most once every `OUTAGE_NOTICE_INTERVAL_S` (`OutageNotices`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +29,9 @@ from faces.mask import hull_mask
 from faces.smooth import LandmarkSmoother
 from faces.track import Detector, FaceTracker
 from faces.types import Face
-from stream_server.catalog import ModelCatalog
+from stream_server.catalog import SwapModels
 from stream_server.config import PipelineMode, SessionOptions
-from stream_server.errors import ServerError
+from stream_server.errors import RemoteInferenceError, ServerError
 from stream_server.frames import StageTimes
 from stream_server.mark import draw_disclosure_mark
 from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_WIDTH
@@ -37,6 +39,8 @@ from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_W
 logger = logging.getLogger(__name__)
 
 BOX_COLOUR = (0, 255, 0)
+# While inference fails, the client hears about it at once and then at most this often (not once per frame).
+OUTAGE_NOTICE_INTERVAL_S = 5.0
 
 
 class Infer(Protocol):
@@ -66,24 +70,55 @@ def video_detector(max_faces: int) -> Detector:
     return FaceDetector(max_faces=max_faces, static_images=False)
 
 
-class FramePipeline:
-    """One session's frame stages; it owns its face tracker (and detector) and its inference lane."""
+class OutageNotices:
+    """Tells a session's client that its faces go out unswapped because inference failed: the first failure at
+    once, then at most one message per `interval_s` saying how many frames it concerned (thread-safe)."""
 
-    def __init__(self, settings: PipelineSettings, catalog: ModelCatalog, infer: Infer | None,
-                 detector_factory: Callable[[int], Detector] = video_detector) -> None:
+    def __init__(self, notify: Callable[[str], None], interval_s: float = OUTAGE_NOTICE_INTERVAL_S) -> None:
+        self._notify = notify
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last_sent = float("-inf")
+        self._unsent = 0
+
+    def failed(self, exc: RemoteInferenceError) -> None:
+        """A frame went out unswapped because of `exc`."""
+        with self._lock:
+            self._unsent += 1
+            now = time.monotonic()
+            if now - self._last_sent < self._interval_s:
+                return
+            frames, self._unsent, self._last_sent = self._unsent, 0, now
+        self._notify(f"inference unavailable, faces are not swapped until it is back ({frames} frame"
+                     f"{'s' if frames != 1 else ''} since the last notice): {exc}")
+
+
+class FramePipeline:
+    """One session's frame stages; it owns its face tracker (and detector) and its inference lane.
+
+    `notify` sends the session's client an error event (from the worker thread); without it, inference failures
+    are only logged by the lane's backend.
+    """
+
+    def __init__(self, settings: PipelineSettings, catalog: SwapModels, infer: Infer | None,
+                 detector_factory: Callable[[int], Detector] = video_detector,
+                 notify: Callable[[str], None] | None = None) -> None:
         self._settings = settings
         self._catalog = catalog
         self._infer = infer
         self._detector_factory = detector_factory
         self._tracker: FaceTracker | None = None
+        self._outages = OutageNotices(notify) if notify is not None else None
 
     def close(self) -> None:
         """Stop the detector thread, free the detector (native mediapipe graphs) and leave the batcher."""
-        if self._tracker is not None:
-            self._tracker.close()
-            self._tracker = None
-        if self._infer is not None:
-            self._infer.close()
+        try:
+            if self._tracker is not None:
+                self._tracker.close()
+                self._tracker = None
+        finally:
+            if self._infer is not None:
+                self._infer.close()
 
     def swap_enabled(self, options: SessionOptions) -> bool:
         """Whether the swap stage runs for these options (echo pipeline and swap=False skip it)."""
@@ -125,14 +160,21 @@ class FramePipeline:
 
     def _swap(self, frame: NDArray[np.uint8], faces: list[Face], options: SessionOptions, infer: Infer,
               stage_ms: StageTimes) -> NDArray[np.uint8]:
-        model = self._catalog.resolve(options.model)
-        t0 = time.perf_counter()
-        aligned = [align_face(frame, face, model.face_size) for face in faces]
-        batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
-        stage_ms["align"] = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        outputs = infer(model.name, batch)
-        stage_ms["infer"] = (time.perf_counter() - t0) * 1000
+        # The model is held from here until its outputs are back: removed meanwhile, it still serves this frame.
+        with self._catalog.use(options.model) as model:
+            t0 = time.perf_counter()
+            aligned = [align_face(frame, face, model.face_size) for face in faces]
+            batch = np.stack([a.crop for a in aligned]).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+            stage_ms["align"] = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            try:
+                outputs = infer(model.name, batch)
+            except RemoteInferenceError as exc:
+                # Triton down or refusing: this frame goes on unswapped (no "infer" time: no face counts as swapped)
+                if self._outages is not None:
+                    self._outages.failed(exc)
+                return frame
+            stage_ms["infer"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         rgb = outputs[model.rgb_index]
         model_masks = outputs[model.mask_index] if model.mask_index is not None else None

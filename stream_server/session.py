@@ -1,8 +1,9 @@
 """Sessions: one per ingesting peer (/offer or WHIP), owning its peer connection, tasks, viewers and frame stages.
 
 `SessionRegistry` holds every live session and owns closing them; a session's end (DELETE, ICE failure, the
-peer closing, not connecting in time, server shutdown) frees everything it started: its tasks, its WHEP
-viewers' peer connections, its frame stages (detector, place in the inference batcher).
+peer closing, not connecting in time, no frame for --idle-timeout, server shutdown) frees everything it started:
+its tasks, its WHEP viewers' peer connections, its codecs and frame stages (detector, place in the inference
+batcher), each step even when an earlier one failed, and its place in the registry last.
 """
 
 from __future__ import annotations
@@ -15,28 +16,27 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 
+from rtc.audio import EncodedAudio, EncodedAudioTap, install_audio_buffer
+from stream_server.audio import AudioRelay, ForwardedAudioTrack, VideoDelay
 from stream_server.config import SessionOptions
 from stream_server.control import ControlChannel, SessionStats
-from stream_server.errors import ServerError
+from stream_server.errors import ConfigError, SessionLimitError, UnknownSessionError
 from stream_server.frames import FrameScheduler, FrameStages, ProcessedFrame
+from stream_server.liveness import Liveness
 from stream_server.metrics import ServerMetrics
+from stream_server.ratelimit import ThrottledLog
+from stream_server.recording import RecordedFile, RecordingSettings, SessionRecording
+from stream_server.release import close_in_steps, release_codecs
 from stream_server.tracks import FrameBroadcaster, LatestFrameReader, ProcessedVideoTrack, discard
+from stream_server.viewers import ViewerSet
 
 logger = logging.getLogger(__name__)
 
 SessionKind = Literal["offer", "whip"]
-MAX_VIEWERS_PER_SESSION = 8
-
-
-class SessionLimitError(ServerError):
-    """No room for another session (HTTP 503)."""
-
-
-class UnknownSessionError(ServerError):
-    """No live session with that id (HTTP 404)."""
+__all__ = ["Session", "SessionKind", "SessionLimitError", "SessionRegistry", "SessionServices", "UnknownSessionError"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,22 @@ class SessionServices:
     executor: Executor
     """The frame workers."""
     metrics: ServerMetrics
-    make_stages: Callable[[str], FrameStages]
-    """A new session's frame stages, by session id."""
+    make_stages: Callable[[str, Callable[[str], None]], FrameStages]
+    """A new session's frame stages, from its id and its way to tell its client of a problem (`notify_client`)."""
     check_options: Callable[[SessionOptions], None]
     """Raises ConfigError for options this server cannot serve (for example an unknown model)."""
     connect_timeout_s: float
     stats_interval_s: float
+    idle_timeout_s: float = 30.0
+    """A connected session that delivers no decoded frame for this long is closed."""
+    max_pixels: int | None = None
+    """Incoming frames with more pixels are not processed (None: no limit)."""
+    free_memory: Callable[[], None] | None = None
+    """Run on a frame worker after a session closed (returns freed native memory to the OS)."""
+    recording: RecordingSettings | None = None
+    """None unless the server records (--record DIR)."""
+    record_all: bool = False
+    """Record every session from its first frame (--record-all)."""
 
 
 class Session:
@@ -68,23 +78,29 @@ class Session:
         self.options = options
         self.pc = RTCPeerConnection()
         self.broadcaster = FrameBroadcaster(on_sent=self._on_sent)
-        self.viewers: dict[str, RTCPeerConnection] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.viewers = ViewerSet(self.id, self.spawn)
         self.closed = False
-        self.connected = asyncio.Event()
         self.frames_processed = 0
         self._services = services
         self._close_later = close_later
         self._on_closed = on_closed
         self._reader: LatestFrameReader | None = None
         self._scheduler: FrameScheduler | None = None
-        self._control = ControlChannel(self.set_options)
+        self.video_delay = VideoDelay()
+        self.audio: AudioRelay | None = None
+        """The peer's audio on its way out (None until, and unless, the peer sends an audio track)."""
+        self.recording: SessionRecording | None = None
+        self._control = ControlChannel(self.set_options, self.set_recording)
         self._stats = SessionStats()
-        self._errors_logged = 0
+        self._frame_errors = ThrottledLog(logger, f"session {self.id[:8]}: frame failed")
+        self._liveness = Liveness(self.id[:8], services.connect_timeout_s, services.idle_timeout_s,
+                                  expire=lambda _: close_later(self))
+        self._loop = asyncio.get_running_loop()
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
-        self.spawn(self._watch_connect(), "connect-watchdog")
+        self.spawn(self._liveness.run(), "liveness")
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -98,60 +114,117 @@ class Session:
         state = self.pc.connectionState
         logger.info("session %s: connection %s", self.id[:8], state)
         if state == "connected":
-            self.connected.set()
+            self._liveness.connected.set()
         elif state in ("failed", "closed"):
             self._close_later(self)
 
-    async def _watch_connect(self) -> None:
-        timeout = self._services.connect_timeout_s
-        try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
-        except asyncio.TimeoutError:
-            logger.warning("session %s: not connected after %.0f s; closing it", self.id[:8], timeout)
-            self._close_later(self)
+    def _frame_arrived(self) -> None:
+        self._liveness.frame_arrived()
+        self._services.metrics.frames_in.inc()
+
+    def check_open(self) -> None:
+        """UnknownSessionError (404) once the session has ended."""
+        if self.closed:
+            raise UnknownSessionError(f"no live session {self.id!r} (it has ended)")
 
     async def close(self) -> None:
-        """Free everything the session started; safe to call more than once."""
+        """Free everything the session started; safe to call more than once.
+
+        Every step runs even when an earlier one failed (the failure is logged); the registry slot is freed last.
+        """
         if self.closed:
             return
         self.closed = True
-        self._on_closed(self)
-        current = asyncio.current_task()
-        tasks = [t for t in self.tasks if t is not current]
-        for task in tasks:
-            task.cancel()
+        try:
+            current = asyncio.current_task()
+            tasks = [t for t in self.tasks if t is not current]
+            for task in tasks:
+                task.cancel()
+            await close_in_steps(f"session {self.id[:8]}", [
+                ("incoming video", self._stop_reader),
+                ("outgoing tracks", self.broadcaster.close),
+                ("outgoing audio", self._close_audio),
+                ("tasks", lambda: asyncio.gather(*tasks, return_exceptions=True)),
+                ("viewers", self.viewers.close_all),
+                ("peer connection", self.pc.close),
+                ("codecs", lambda: release_codecs(self.pc)),
+                ("frame stages", self._close_stages),
+                ("recording", self._stop_recording),
+            ])
+        finally:
+            self._on_closed(self)
+        logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
+
+    async def _stop_reader(self) -> None:
         if self._reader is not None:
             await self._reader.stop()
-        self.broadcaster.close()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        viewers = list(self.viewers.values())
-        self.viewers.clear()
-        await asyncio.gather(*(pc.close() for pc in viewers), return_exceptions=True)
-        await self.pc.close()
-        if self._scheduler is not None:
-            await self._scheduler.close()
-        logger.info("session %s closed (%d frames processed)", self.id[:8], self.frames_processed)
+
+    def _close_audio(self) -> None:
+        if self.audio is not None:
+            self.audio.close()
+
+    async def _stop_recording(self) -> None:
+        if self.recording is not None:
+            self.recording.stop()
+            await self.recording.wait()
+
+    async def _close_stages(self) -> None:
+        try:
+            if self._scheduler is not None:
+                await self._scheduler.close()
+        finally:
+            if self._services.free_memory is not None:
+                await asyncio.get_running_loop().run_in_executor(self._services.executor, self._services.free_memory)
 
     # -- media -----------------------------------------------------------------------------------------------
     def _on_track(self, track: MediaStreamTrack) -> None:
-        """Process the peer's first video track (an /offer peer gets the result back); drain any other track."""
+        """Process the peer's first video track and forward its first audio track (an /offer peer gets both
+        back); drain any other track."""
+        if track.kind == "audio" and self.audio is None and self._forward_audio(track):
+            return
         if self._reader is not None or track.kind != "video":
             # aiortc queues every decoded frame of every track without bound: an ignored track must still be read.
             self.spawn(discard(track), f"discard-{track.kind}")
             return
         metrics = self._services.metrics
-        self._reader = LatestFrameReader(track, on_frame=metrics.frames_in.inc, on_drop=metrics.frames_dropped.inc)
-        self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id), self._services.executor,
+        self._reader = LatestFrameReader(track, on_frame=self._frame_arrived, on_drop=metrics.frames_dropped.inc)
+        self._scheduler = FrameScheduler(self._reader, self._services.make_stages(self.id, self.notify_client),
+                                         self._services.executor,
                                          options=lambda: self.options, on_processed=self._on_processed,
-                                         on_error=self._report_error, on_drop=metrics.frames_dropped.inc)
+                                         on_error=self._report_error, on_drop=metrics.frames_dropped.inc,
+                                         max_pixels=self._services.max_pixels)
         self.spawn(self._process(self._scheduler), "process")
         self.spawn(self._report_stats(), "stats")
         if self.kind == "offer":
             self.pc.addTrack(self.subscribe())
+        if self._services.record_all:
+            self.set_recording(True)
+
+    def _forward_audio(self, track: MediaStreamTrack) -> bool:
+        """Tap the audio track's receiver for its Opus packets and relay them (stream_server.audio); False if
+        the receiver cannot be tapped (the track is then drained like any other)."""
+        receiver = self._receiver_of(track)
+        relay = AudioRelay(self.video_delay)
+        if receiver is None or not install_audio_buffer(receiver, EncodedAudioTap(relay.push)):
+            logger.warning("session %s: the peer's audio is not forwarded (its receiver cannot be tapped)", self.id[:8])
+            return False
+        self.audio = relay
+        relay.listeners.append(self._record_sound)
+        self.spawn(relay.run(), "audio")
+        if self.kind == "offer":
+            self.pc.addTrack(relay.subscribe())
+        return True
+
+    def _receiver_of(self, track: MediaStreamTrack) -> RTCRtpReceiver | None:
+        return next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
 
     def subscribe(self) -> ProcessedVideoTrack:
         """A new outgoing track carrying this session's processed video."""
         return self.broadcaster.subscribe()
+
+    def subscribe_audio(self) -> ForwardedAudioTrack | None:
+        """A new outgoing track carrying this session's audio, in step with its video; None without audio."""
+        return self.audio.subscribe() if self.audio is not None else None
 
     async def _process(self, scheduler: FrameScheduler) -> None:
         await scheduler.run()
@@ -165,16 +238,51 @@ class Session:
         metrics.faces.inc(processed.faces)
         self._stats.frame_processed(processed.stage_ms, processed.faces)
         self.broadcaster.publish(processed.timed)
+        if self.recording is not None:
+            self.recording.picture(processed.rgb, processed.timed.received_at, processed.options)
 
     def _report_error(self, exc: Exception) -> None:
-        self._errors_logged += 1
-        if self._errors_logged <= 3:
-            logger.error("session %s: frame failed: %s", self.id[:8], exc, exc_info=self._errors_logged == 1)
+        self._frame_errors.error(exc)
         self._control.send_error(f"frame failed: {exc}")
+
+    def notify_client(self, message: str) -> None:
+        """An error event on the control channel, from any thread (the frame stages run in worker threads)."""
+        try:
+            self._loop.call_soon_threadsafe(self._control.send_error, message)
+        except RuntimeError:  # the loop has closed: so has the session
+            logger.debug("session %s: not sent, the loop is closed: %s", self.id[:8], message)
 
     def _on_sent(self, encode_ms: float, added_ms: float) -> None:
         self._services.metrics.frame_sent(encode_ms, added_ms)
         self._stats.frame_sent(encode_ms, added_ms)
+        self.video_delay.observe(added_ms / 1000)
+
+    # -- recording (--record DIR) -----------------------------------------------------------------------------
+    def set_recording(self, on: bool) -> dict[str, Any]:
+        """Start or stop recording this session (stream_server.recording); the status to tell the client.
+
+        ConfigError when the server does not record.
+        """
+        settings = self._services.recording
+        if settings is None:
+            raise ConfigError("this server does not record: start it with --record DIR")
+        if on and self.recording is None:
+            source = f"a live stream sent to swapstream serve ({'WHIP' if self.kind == 'whip' else 'POST /offer'})"
+            self.recording = SessionRecording(self.id, settings, source, has_audio=lambda: self.audio is not None,
+                                              on_finished=self._recorded)
+        elif on and self.recording is not None:
+            self.recording.start()  # again, after a stop: the next file gets the next number
+        elif self.recording is not None:
+            self.recording.stop()
+        return {"type": "record", "on": self.recording is not None and self.recording.active,
+                "signed": settings.credentials is not None}
+
+    def _record_sound(self, audio: EncodedAudio) -> None:
+        if self.recording is not None:
+            self.recording.sound(audio)
+
+    def _recorded(self, finished: RecordedFile) -> None:
+        self._control.send(finished.message())
 
     # -- options and the control channel ---------------------------------------------------------------------
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -190,6 +298,12 @@ class Session:
         self.options = options
         return options
 
+    def move_to_model(self, model: str, reason: str) -> None:
+        """Swap with `model` from the next frame because the model in use has left the server; the client gets
+        the options now in force with the reason (`{"type": "options", "options", "reason"}`)."""
+        self.options = self.options.updated({"model": model})
+        self._control.send({"type": "options", "options": self.options.as_dict(), "reason": reason})
+
     async def _report_stats(self) -> None:
         while True:
             await asyncio.sleep(self._services.stats_interval_s)
@@ -197,33 +311,32 @@ class Session:
             self._control.send({**self._stats.snapshot_and_reset(), "type": "stats", "session_id": self.id,
                                 "frames_in": reader.received if reader else 0,
                                 "frames_dropped": reader.dropped if reader else 0,
-                                "viewers": len(self.viewers)})
+                                "viewers": len(self.viewers), "audio": self._audio_stats()})
+
+    def _audio_stats(self) -> dict[str, Any] | None:
+        """The audio relay's figures for the stats message (None when the peer sends no audio)."""
+        relay = self.audio
+        if relay is None:
+            return None
+        delay = relay.delay_s
+        return {"delay_ms": round(delay * 1000, 1) if delay is not None else None, "packets_in": relay.received,
+                "packets_out": relay.forwarded, "packets_dropped": relay.dropped}
 
     # -- WHEP viewers ----------------------------------------------------------------------------------------
+    def check_viewer_room(self) -> None:
+        """UnknownSessionError (404) once the session has ended, SessionLimitError (503) when it has all its viewers."""
+        self.check_open()
+        self.viewers.check_room()
+
     def add_viewer(self, pc: RTCPeerConnection) -> str:
-        """Count a WHEP viewer's peer connection as this session's (closed with it); its id."""
-        if len(self.viewers) >= MAX_VIEWERS_PER_SESSION:
-            raise SessionLimitError(f"session {self.id} already has {MAX_VIEWERS_PER_SESSION} viewers")
-        viewer_id = uuid.uuid4().hex
-        self.viewers[viewer_id] = pc
-
-        def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                self.spawn(self.remove_viewer(viewer_id), "viewer-close")
-
-        pc.on("connectionstatechange", on_state)
-        return viewer_id
+        """Count a WHEP viewer's peer connection as this session's (closed with it, or when it does not connect
+        within --connect-timeout); its id. Refused (404) once the session has ended."""
+        self.check_open()
+        return self.viewers.add(pc, self._services.connect_timeout_s)
 
     async def remove_viewer(self, viewer_id: str) -> bool:
         """End one viewer; False if the session has no such viewer."""
-        pc = self.viewers.pop(viewer_id, None)
-        if pc is None:
-            return False
-        for sender in pc.getSenders():
-            if sender.track is not None:
-                sender.track.stop()
-        await pc.close()
-        return True
+        return await self.viewers.remove(viewer_id)
 
 
 class SessionRegistry:

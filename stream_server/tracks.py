@@ -4,7 +4,8 @@ aiortc's incoming track queues every decoded frame without bound, so `LatestFram
 continuously and keeps only the newest frame (older ones are dropped and counted). Processed frames go to a
 `FrameBroadcaster`; each outgoing `ProcessedVideoTrack` (the /offer peer's return video and every WHEP viewer)
 holds a single slot, so a slow viewer skips frames rather than buffering them. Both sides hold frames in a
-`newest.NewestSlot`.
+`newest.NewestSlot`. All subscribers share one frame (`SharedFrame`); only an encoder that asks for it after
+another one took it gets a copy, so viewers whose encoder never asks cost nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
@@ -79,14 +81,69 @@ class LatestFrameReader:
         self._slot.clear()
 
 
+class SharedFrame:
+    """One processed frame offered to every outgoing track: the first encoder to take it gets it, later ones a copy.
+
+    aiortc encodes each track in its own executor thread, and an encoder may change the frame it is given (a
+    keyframe request sets its picture type; a format conversion caches a converter on it), so two encoders never
+    share one VideoFrame.
+    """
+
+    __slots__ = ("timed", "_taken")
+
+    def __init__(self, timed: TimedFrame) -> None:
+        self.timed = timed
+        self._taken = False
+
+    def take(self) -> TimedFrame:
+        """The frame for one encoder: the original the first time, a copy after that (on the event loop)."""
+        if not self._taken:
+            self._taken = True
+            return self.timed
+        return TimedFrame(copy_video_frame(self.timed.frame), self.timed.received_at)
+T = TypeVar("T", bound=MediaStreamTrack)
+
+
+class Subscribers(Generic[T]):
+    """The outgoing tracks one source feeds (a session's video or its sound); closing the source ends them all."""
+
+    def __init__(self) -> None:
+        self._tracks: set[T] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self._tracks))
+
+    def add(self, track: T) -> T:
+        """Feed `track` from now on (it is ended at once if the source has closed)."""
+        if self._closed:
+            track.stop()
+        else:
+            self._tracks.add(track)
+        return track
+
+    def remove(self, track: T) -> None:
+        """Stop feeding `track`."""
+        self._tracks.discard(track)
+
+    def close(self) -> None:
+        """End every track (their peers see the stream end); later ones are ended as they come."""
+        self._closed = True
+        for track in list(self._tracks):
+            track.stop()
+        self._tracks.clear()
+
+
 class FrameBroadcaster:
     """Hands each processed frame to every subscribed outgoing track, newest-only per subscriber."""
 
     def __init__(self, on_sent: Callable[[float, float], None] | None = None) -> None:
         # on_sent(encode_ms, added_ms) is called once a subscriber's encoder has taken the previous frame.
         self._on_sent = on_sent
-        self._subscribers: set[ProcessedVideoTrack] = set()
-        self._closed = False
+        self._subscribers = Subscribers[ProcessedVideoTrack]()
 
     @property
     def subscriber_count(self) -> int:
@@ -95,23 +152,17 @@ class FrameBroadcaster:
 
     def subscribe(self) -> ProcessedVideoTrack:
         """A new outgoing track fed by this broadcaster."""
-        track = ProcessedVideoTrack(self)
-        if self._closed:
-            track.stop()
-        else:
-            self._subscribers.add(track)
-        return track
+        return self._subscribers.add(ProcessedVideoTrack(self))
 
     def unsubscribe(self, track: ProcessedVideoTrack) -> None:
         """Stop feeding `track`."""
-        self._subscribers.discard(track)
+        self._subscribers.remove(track)
 
     def publish(self, frame: TimedFrame) -> None:
-        """Offer a processed frame to every subscriber (each keeps only the newest)."""
-        for index, track in enumerate(list(self._subscribers)):
-            # aiortc encodes each track in its own executor thread, and PyAV frames carry a lazily built
-            # reformatter that is not thread-safe: two encoders on one VideoFrame crash libvpx/swscale.
-            track.offer(frame if index == 0 else TimedFrame(copy_video_frame(frame.frame), frame.received_at))
+        """Offer a processed frame to every subscriber (each keeps only the newest); nothing is copied here."""
+        shared = SharedFrame(frame)
+        for track in self._subscribers:
+            track.offer(shared)
 
     def report_sent(self, encode_ms: float, added_ms: float) -> None:
         """A subscriber's encoder took (encoded and sent) a frame."""
@@ -120,10 +171,7 @@ class FrameBroadcaster:
 
     def close(self) -> None:
         """End every subscribed track (their peers see the stream end)."""
-        self._closed = True
-        for track in list(self._subscribers):
-            track.stop()
-        self._subscribers.clear()
+        self._subscribers.close()
 
 
 class ProcessedVideoTrack(MediaStreamTrack):
@@ -134,7 +182,7 @@ class ProcessedVideoTrack(MediaStreamTrack):
     def __init__(self, source: FrameBroadcaster) -> None:
         super().__init__()
         self._source = source
-        self._slot = NewestSlot[TimedFrame]()
+        self._slot = NewestSlot[SharedFrame]()
         self._in_encoder: TimedFrame | None = None
         self._handed_at = 0.0
 
@@ -143,7 +191,7 @@ class ProcessedVideoTrack(MediaStreamTrack):
         """Frames replaced by a newer one before the encoder asked for them."""
         return self._slot.replaced
 
-    def offer(self, frame: TimedFrame) -> None:
+    def offer(self, frame: SharedFrame) -> None:
         """The newest processed frame for this track's encoder."""
         self._slot.put(frame)
 
@@ -155,9 +203,10 @@ class ProcessedVideoTrack(MediaStreamTrack):
             self._in_encoder = None
         if self.readyState != "live":
             raise MediaStreamError
-        timed = await self._slot.get()
-        if timed is None or self.readyState != "live":
+        shared = await self._slot.get()
+        if shared is None or self.readyState != "live":
             raise MediaStreamError
+        timed = shared.take()
         self._in_encoder, self._handed_at = timed, time.monotonic()
         return timed.frame
 
@@ -165,3 +214,5 @@ class ProcessedVideoTrack(MediaStreamTrack):
         super().stop()
         self._source.unsubscribe(self)
         self._slot.close()
+        self._slot.clear()  # the frames go now, not when the track is collected
+        self._in_encoder = None

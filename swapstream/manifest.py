@@ -155,9 +155,9 @@ def resolve_entry(entries: Iterable[ModelEntry], name_or_direction: str, kind: M
     raise UnknownModelError(f"no {kind + ' ' if kind else ''}model {name_or_direction!r}; choices: {choices}")
 
 
-def utc_now() -> str:
-    """The current time as the manifest writes it: ISO 8601, UTC, whole seconds, `Z` suffix."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def utc_now(timespec: Literal["seconds", "milliseconds", "microseconds"] = "seconds") -> str:
+    """The current time as the manifest writes it: ISO 8601, UTC, `Z` suffix; whole seconds unless asked."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def model_file(models_dir: Path, relative: str, where: str) -> Path:

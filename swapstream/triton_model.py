@@ -2,14 +2,16 @@
 
 `swapstream export --triton` writes a model repository with these names and settings (export/triton.py),
 `swapstream triton` serves the same models through PyTriton (fleet/), and the stream server's Triton client
-(stream_server/triton_client.py) finds them by these names and checks the sha256 parameter. Standard library only,
+(stream_server/backends/triton.py) finds them by these names and checks the sha256 parameter. Standard library only,
 so the server imports it without onnx or torch.
 """
 
 from __future__ import annotations
 
-# How long Triton may hold a request to gather a batch: the same 2 ms bound the stream server's micro-batcher uses.
-MAX_QUEUE_DELAY_US = 2000
+# How long Triton's dynamic batcher may hold a request to gather a batch. None: a lone request (one session's frame)
+# would wait the whole delay for company that does not come (measured +2.1 ms per request, bench/triton_hop.py),
+# while under load requests queue behind the running batch and are batched anyway (Triton's own recommended start).
+MAX_QUEUE_DELAY_US = 0
 # The largest batch a Triton model takes when nothing else says so (`swapstream export --max-batch`'s default).
 DEFAULT_MAX_BATCH = 16
 # The model-config parameter that carries the manifest's sha256 of the served ONNX file.

@@ -29,8 +29,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "training": frozenset({"swapstream", "faces"}),
     "export": frozenset({"swapstream", "faces", "training"}),
     "stream_server": frozenset({"swapstream", "faces", "rtc", "provenance"}),
-    # from faces: the synthetic face as profiler input, probe_video/VideoInfo for --input files, and their errors
-    "clients": frozenset({"swapstream", "rtc", "faces.synthetic", "faces.media", "faces.errors", "provenance"}),
+    # from faces: the synthetic face as profiler input, probe_video/VideoInfo for --input files, the MP4 recorder,
+    # and their errors
+    "clients": frozenset({"swapstream", "rtc", "faces.synthetic", "faces.media", "faces.recording", "faces.errors",
+                         "provenance"}),
     "provenance": frozenset({"swapstream"}),
     # `swapstream triton` opens models with the server's own loaders, so both sides check files the same way
     "fleet": frozenset({"swapstream", "stream_server.backends", "stream_server.errors"}),

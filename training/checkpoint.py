@@ -28,7 +28,13 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 Kind = Literal["swap", "digits"]
-_REQUIRED_METADATA = ("kind", "model_config", "step")
+_REQUIRED_METADATA = ("kind", "model_config", "step", "content_sha256")
+# Each metadata field's JSON type; a field of another type is a CheckpointError naming it (never a TypeError).
+_METADATA_TYPES: dict[str, type] = {
+    "kind": str, "model_config": dict, "step": int, "content_sha256": str, "train_config": dict, "rng": dict,
+    "optim_groups": list, "optim_scalars": dict,
+}
+_TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", list: "a list"}
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,21 @@ def _read_metadata(path: Path, raw: bytes) -> dict[str, str]:
     return metadata
 
 
+def _check_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Every required field present and every known field of its JSON type; CheckpointError names field and file."""
+    missing = [key for key in _REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks metadata {', '.join(missing)} (content_sha256: the "
+                              "digest of its tensors, written by every swapstream checkpoint)")
+    for key, wanted in _METADATA_TYPES.items():
+        value = metadata.get(key)
+        if key in metadata and (isinstance(value, bool) or not isinstance(value, wanted)):
+            raise CheckpointError(f"checkpoint {path}: metadata {key!r} must be {_TYPE_NAMES[wanted]}, "
+                                  f"got {value!r:.80}")
+    if metadata["step"] < 0:
+        raise CheckpointError(f"checkpoint {path}: metadata 'step' must be >= 0, got {metadata['step']}")
+
+
 def read_checkpoint(path: str | os.PathLike[str], expected_kind: Kind | None = None) -> Checkpoint:
     """Read and verify a checkpoint file; CheckpointError naming the file if it is missing, corrupt or not `expected_kind`."""
     path = Path(path)
@@ -150,13 +171,10 @@ def read_checkpoint(path: str | os.PathLike[str], expected_kind: Kind | None = N
         raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
     try:
         metadata = {key: json.loads(value) for key, value in metadata_raw.items()}
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt: metadata is not JSON ({exc})") from exc
-    missing = [key for key in _REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks metadata {', '.join(missing)}")
-    expected_digest = metadata.get("content_sha256")
-    if expected_digest is not None and _content_digest(tensors) != expected_digest:
+    _check_metadata(path, metadata)
+    if _content_digest(tensors) != metadata["content_sha256"]:
         raise CheckpointError(f"checkpoint {path} is corrupt: tensor data does not match its checksum")
     kind = metadata["kind"]
     if kind not in ("swap", "digits"):
@@ -168,8 +186,8 @@ def read_checkpoint(path: str | os.PathLike[str], expected_kind: Kind | None = N
         kind=kind,
         model_config=dict(metadata["model_config"]),
         step=int(metadata["step"]),
-        train_config=dict(metadata.get("train_config") or {}),
-        rng=dict(metadata.get("rng") or {}),
+        train_config=dict(metadata.get("train_config", {})),
+        rng=dict(metadata.get("rng", {})),
         model_state={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
         optim_state={k: v for k, v in tensors.items() if k.startswith("optim.")},
         metadata=metadata,

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from faces.media import write_image
-from swapstream.atomic import atomic_write_text
+from swapstream.atomic import atomic_path, atomic_write_text
 from training.checkpoint import (
     Checkpoint,
     capture_rng,
@@ -280,7 +280,8 @@ class _CsvLog:
         if keep_until is not None and path.is_file():
             with path.open(newline="") as handle:
                 rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= keep_until]
-        with path.open("w", newline="") as handle:
+        # Replaced, not rewritten in place: a reader of the old file (a plot, tail -f) never sees it cut short.
+        with atomic_path(path) as fresh, fresh.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)

@@ -1,8 +1,30 @@
 // Talking to the server: relative URLs (the page may sit behind a proxy prefix) and the ?token= bearer token.
 
-/** The bearer token from the page URL (?token=...), or null. */
+const TOKEN_PARAM = "token";
+const TOKEN_STORAGE_KEY = "swapstream.token";
+
+/**
+ * Read ?token= once, keep it for this tab (sessionStorage, so a reload still works), and take it out of the
+ * address bar and the history entry: a token in the URL ends up in screenshots, shared links and history.
+ * Other query parameters (such as ?watch=) stay.
+ */
+function takeTokenFromUrl() {
+  const url = new URL(window.location.href);
+  const fromUrl = url.searchParams.get(TOKEN_PARAM);
+  if (fromUrl === null) {
+    try { return window.sessionStorage.getItem(TOKEN_STORAGE_KEY); } catch (_) { return null; }
+  }
+  try { window.sessionStorage.setItem(TOKEN_STORAGE_KEY, fromUrl); } catch (_) { /* storage off: memory only */ }
+  url.searchParams.delete(TOKEN_PARAM);
+  window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+  return fromUrl;
+}
+
+const TOKEN = takeTokenFromUrl();
+
+/** The bearer token the page was opened with (?token=..., read once), or null. */
 export function pageToken() {
-  return new URLSearchParams(window.location.search).get("token");
+  return TOKEN;
 }
 
 /** Headers for a request, with Authorization when the page URL carries a token. */

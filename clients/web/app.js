@@ -25,6 +25,8 @@ const ui = {
   swap: $("swap"),
   boxes: $("boxes"),
   serverInfo: $("server-info"),
+  sendAudio: $("send-audio"),
+  hearReturned: $("hear-returned"),
   stages: document.querySelector("#stages tbody"),
 };
 
@@ -33,6 +35,7 @@ let localStream = null;
 let statsTimer = null;
 let previousSnapshot = null;
 let swapModels = [];
+let modelsLoaded = false;
 
 function showMessage(text) {
   ui.message.textContent = text;
@@ -80,21 +83,29 @@ async function listCameras() {
   ui.camera.value = chosen;
 }
 
+/** A model as the list shows it: a Studio model also names the people of its consent record. */
+function modelLabel(model) {
+  let label = `${model.name} (${model.direction})`;
+  if (model.consent && model.consent.people.length) label += `: ${model.consent.people.join(", ")}`;
+  if (model.quality_limited) label += " (quality limited: photos only)";
+  return label;
+}
+
+/** Fill the model list from /api/models: the server's defaults the first time, the user's choice after that. */
 async function loadModels() {
   try {
     const info = await getJSON("api/models");
+    const chosen = ui.model.value;
     swapModels = info.models.filter((m) => m.kind === "swap");
     const options = [new Option("by direction", "")];
-    swapModels.forEach((m) => options.push(new Option(`${m.name} (${m.direction})`, m.name)));
+    swapModels.forEach((m) => options.push(new Option(modelLabel(m), m.name)));
     ui.model.replaceChildren(...options);
-    const defaults = info.defaults || {};
-    if (defaults.model === "a2b" || defaults.model === "b2a") ui.direction.value = defaults.model;
-    else if (swapModels.some((m) => m.name === defaults.model)) ui.model.value = defaults.model;
-    if (typeof defaults.feather === "number") ui.feather.value = defaults.feather;
-    if (defaults.color) ui.color.value = defaults.color;
-    if (typeof defaults.swap === "boolean") ui.swap.checked = defaults.swap;
-    if (typeof defaults.boxes === "boolean") ui.boxes.checked = defaults.boxes;
-    ui.featherValue.textContent = ui.feather.value;
+    if (modelsLoaded) {
+      ui.model.value = swapModels.some((m) => m.name === chosen) ? chosen : "";
+    } else {
+      applyDefaults(info.defaults || {});
+    }
+    modelsLoaded = true;
     syncDirection();
     ui.serverInfo.textContent = `pipeline ${info.pipeline}, inference on ${info.provider || "n/a"}, ${swapModels.length} swap model(s)`;
     document.body.dataset.models = "loaded";
@@ -102,6 +113,31 @@ async function loadModels() {
     showMessage(err instanceof ServerError ? err.message : `The server is unreachable: ${err.message}`);
     document.body.dataset.models = "failed";
   }
+}
+
+function applyDefaults(defaults) {
+  if (defaults.model === "a2b" || defaults.model === "b2a") ui.direction.value = defaults.model;
+  else if (swapModels.some((m) => m.name === defaults.model)) ui.model.value = defaults.model;
+  if (typeof defaults.feather === "number") ui.feather.value = defaults.feather;
+  if (defaults.color) ui.color.value = defaults.color;
+  if (typeof defaults.swap === "boolean") ui.swap.checked = defaults.swap;
+  if (typeof defaults.boxes === "boolean") ui.boxes.checked = defaults.boxes;
+  ui.featherValue.textContent = ui.feather.value;
+}
+
+/** The server answered with the options in force; with a reason it changed them itself (a model was removed). */
+function optionsInForce(message) {
+  const model = message.options.model;
+  document.body.dataset.model = model;
+  if (!message.reason) return;
+  showMessage(message.reason);
+  if (model === "a2b" || model === "b2a") {
+    ui.model.value = "";
+    ui.direction.value = model;
+  } else {
+    ui.model.value = model;
+  }
+  loadModels();
 }
 
 function syncDirection() {
@@ -146,7 +182,8 @@ async function start() {
   if (ui.camera.value) video.deviceId = { exact: ui.camera.value };
   try {
     setState("starting camera");
-    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
+    // The microphone only when asked; the server sends it back in step with the swapped video.
+    localStream = await navigator.mediaDevices.getUserMedia({ video, audio: ui.sendAudio.checked });
   } catch (err) {
     showMessage(cameraErrorMessage(err));
     setState("idle");
@@ -154,10 +191,12 @@ async function start() {
     return;
   }
   ui.local.srcObject = localStream;
+  ui.sendAudio.disabled = true;
   await listCameras();
   session = new StreamSession(localStream, currentOptions(), {
     onTrack: (stream) => { ui.remote.srcObject = stream; },
     onServerStats: renderServerStats,
+    onOptions: optionsInForce,
     onState: (state) => {
       setState(state);
       if (state === "failed") showMessage("The connection to the server failed (ICE). Check that the server is reachable and try again.");
@@ -188,7 +227,13 @@ function stop() {
   ui.remote.srcObject = null;
   ui.start.disabled = false;
   ui.stop.disabled = true;
+  ui.sendAudio.disabled = false;
   setState("idle");
+}
+
+/** The returned sound plays only when asked: by default it would echo the user's own voice back. */
+function syncReturnedAudio() {
+  ui.remote.muted = !ui.hearReturned.checked;
 }
 
 function optionsChanged() {
@@ -223,6 +268,7 @@ ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
 for (const control of [ui.model, ui.direction, ui.color, ui.swap, ui.boxes]) control.addEventListener("change", optionsChanged);
 ui.feather.addEventListener("input", optionsChanged);
+ui.hearReturned.addEventListener("change", syncReturnedAudio);
 $("tab-stream").addEventListener("click", () => selectTab("stream"));
 $("tab-digits").addEventListener("click", () => selectTab("digits"));
 $("tab-studio").addEventListener("click", () => selectTab("studio"));
@@ -233,6 +279,8 @@ if (watchId) {
   // Watch mode: only the swapped stream, filling the window (an OBS browser source shows exactly this).
   document.body.classList.add("watch");
   ui.remote.controls = false;
+  // &audio=1 plays the session's sound (an OBS browser source then captures it).
+  ui.remote.muted = new URLSearchParams(window.location.search).get("audio") !== "1";
   watchSession(watchId, ui.remote)
     .then(() => setState("watching"))
     .catch((err) => showMessage(err.message));

@@ -1,4 +1,5 @@
-// One WebRTC session with the server: camera track out, swapped track back, "control" DataChannel both ways.
+// One WebRTC session with the server: camera (and microphone) out, swapped video (and the sound, in step) back,
+// "control" DataChannel both ways.
 import { postJSON } from "./api.js";
 
 /** Wait until ICE gathering is complete: the server (aiortc) does not take trickled candidates. */
@@ -14,9 +15,10 @@ export function gatheringComplete(pc, timeoutMs = 5000) {
 
 export class StreamSession {
   /**
-   * @param {MediaStream} localStream camera stream to send
+   * @param {MediaStream} localStream camera stream to send, with a microphone track when sound is sent
    * @param {object} options session options (model, swap, feather, color, boxes)
-   * @param {{onTrack: function(MediaStream), onServerStats: function(object), onState: function(string)}} handlers
+   * @param {{onTrack: function(MediaStream), onServerStats: function(object), onOptions: function(object),
+   *   onState: function(string)}} handlers (onOptions: the server's {"type": "options", "options", "reason"?})
    */
   constructor(localStream, options, handlers) {
     this.localStream = localStream;
@@ -32,7 +34,9 @@ export class StreamSession {
     this.pc = pc;
     this.channel = pc.createDataChannel("control");
     this.channel.onmessage = (event) => this._onMessage(event.data);
+    // Video first, then at most one audio track: the server takes one of each.
     for (const track of this.localStream.getVideoTracks()) pc.addTrack(track, this.localStream);
+    for (const track of this.localStream.getAudioTracks().slice(0, 1)) pc.addTrack(track, this.localStream);
     pc.ontrack = (event) => this.handlers.onTrack(event.streams[0] || new MediaStream([event.track]));
     pc.onconnectionstatechange = () => this.handlers.onState(pc.connectionState);
     await pc.setLocalDescription(await pc.createOffer());
@@ -48,6 +52,7 @@ export class StreamSession {
     let message;
     try { message = JSON.parse(data); } catch (_) { return; }
     if (message.type === "stats") this.handlers.onServerStats(message);
+    else if (message.type === "options" && this.handlers.onOptions) this.handlers.onOptions(message);
     else if (message.type === "error") this.handlers.onState(`server: ${message.message}`);
   }
 

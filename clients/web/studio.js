@@ -408,6 +408,7 @@ export class Studio {
           this.handlers.onError(err.message);
         }
         this.shown();
+        if (job.state === "done" && this.handlers.onModelsChanged) this.handlers.onModelsChanged();
       });
       item.append(show, remove);
       return item;

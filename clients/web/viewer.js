@@ -6,6 +6,7 @@ import { gatheringComplete } from "./stream.js";
 export async function watchSession(sessionId, video) {
   const pc = new RTCPeerConnection();
   pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" }); // the session's sound, when its publisher sends any
   pc.ontrack = (event) => { video.srcObject = event.streams[0] || new MediaStream([event.track]); };
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc);

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,8 +98,7 @@ def provider_options(entry: ModelEntry, provider: str) -> ProviderChoice:
     spec = entry.inputs[0]
     tail = "x".join(str(dim) for dim in spec.tail)
     max_batch = tensorrt_max_batch(entry)
-    cache = Path(tempfile.gettempdir()) / "swapstream-trt-cache" / entry.sha256[:16]
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = private_directory(tensorrt_cache_root() / entry.sha256[:16])
     return (TENSORRT_EP, {
         "trt_fp16_enable": True,
         "trt_engine_cache_enable": True,
@@ -108,6 +109,42 @@ def provider_options(entry: ModelEntry, provider: str) -> ProviderChoice:
         "trt_profile_opt_shapes": f"{spec.name}:{min(4, max_batch)}x{tail}",
         "trt_profile_max_shapes": f"{spec.name}:{max_batch}x{tail}",
     })
+
+
+def tensorrt_cache_root() -> Path:
+    """This user's TensorRT cache folder in the temporary directory (0700, checked to be ours).
+
+    If that name is taken by something that is not ours, a fresh private folder is used instead (the engines
+    are then rebuilt at the next start) and a warning names the folder that was refused.
+    """
+    shared = Path(tempfile.gettempdir()) / f"swapstream-trt-cache-{os.getuid()}"
+    try:
+        return private_directory(shared)
+    except ModelLoadError as exc:
+        fresh = Path(tempfile.mkdtemp(prefix="swapstream-trt-cache-"))
+        log.warning("%s; using the fresh private folder %s (engines are not kept across restarts)", exc, fresh)
+        return fresh
+
+
+def private_directory(path: Path) -> Path:
+    """`path` made (mode 0700) or checked: a real directory (not a link), owned by this user, closed to others.
+
+    A TensorRT engine is code that runs on the GPU: a folder another user made or can write to could hand
+    the server a planted engine, so it is refused (ModelLoadError naming it) rather than used.
+    """
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise ModelLoadError(f"TensorRT cache folder {path}: cannot create it: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise ModelLoadError(f"TensorRT cache folder {path} is not a directory (a link?); remove it or set TMPDIR")
+    if info.st_uid != os.getuid():
+        raise ModelLoadError(f"TensorRT cache folder {path} belongs to another user (uid {info.st_uid}); it is not "
+                             "used: remove it or set TMPDIR to a folder of your own")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # ours, made under another umask: close it
+    return path
 
 
 def tensorrt_max_batch(entry: ModelEntry) -> int:

@@ -36,7 +36,8 @@ class StudioRecipe:
         "residual_blocks": 0})
     """`train faces` shape flags for a job without a base of its size."""
     checkpoint_every: int = 250
-    """Steps between checkpoints, which are also preview grids (the page refreshes its preview with each)."""
+    """Steps between checkpoints, which are also preview grids (the page refreshes its preview with each); a job
+    shorter than four times this checkpoints at each quarter of its steps instead."""
     frames_per_side: int = 600
     """Video frames read per side at most (`extract --every` is chosen to stay near this)."""
     min_faces: int = 20
@@ -56,6 +57,11 @@ class StudioRecipe:
             raise ConfigError(f"studio recipe: steps {self.steps} is over max_steps {self.max_steps}")
         if not self.lr > 0:
             raise ConfigError(f"studio recipe: lr must be positive, got {self.lr}")
+
+    def checkpoint_interval(self, steps: int) -> int:
+        """Steps between a job's checkpoints: `checkpoint_every`, or a quarter of a shorter job (so its page still
+        shows progress and a restart mid-way has a checkpoint to resume from)."""
+        return max(1, min(self.checkpoint_every, -(-steps // 4)))
 
     def shape_flags(self) -> list[str]:
         """The shape as `train faces` flags."""

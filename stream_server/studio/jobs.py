@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from swapstream import manifest
+from swapstream.manifest import utc_now
 
 JobState = Literal["queued", "extracting", "training", "exporting", "done", "failed", "cancelled"]
 Side = Literal["a", "b"]
@@ -15,11 +17,6 @@ ACTIVE_STATES: tuple[JobState, ...] = ("extracting", "training", "exporting")
 FINAL_STATES: tuple[JobState, ...] = ("done", "failed", "cancelled")
 JOB_ID = re.compile(r"[0-9a-f]{12}")
 JOB_VERSION = 1
-
-
-def utc_now() -> str:
-    """Now as ISO 8601 UTC with a Z, whole seconds (the manifest's style)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -55,10 +52,14 @@ class Consent:
     people: tuple[str, ...]
     time: str
 
+    def for_manifest(self, files: tuple[UploadedFile, ...]) -> manifest.Consent:
+        """The consent record of the exported manifest entries: this, and {name, sha256} of every uploaded file."""
+        return manifest.Consent(statement=self.statement, people=self.people, time=self.time,
+                                files=tuple(manifest.ConsentFile(item.label, item.sha256) for item in files))
+
     def record(self, files: tuple[UploadedFile, ...]) -> dict[str, Any]:
-        """The manifest's `consent` object: statement, people, time, and {name, sha256} of every uploaded file."""
-        return {"statement": self.statement, "people": list(self.people), "time": self.time,
-                "files": [{"name": item.label, "sha256": item.sha256} for item in files]}
+        """The consent record in its JSON form (as the manifest stores it)."""
+        return self.for_manifest(files).to_json()
 
 
 @dataclass(frozen=True)

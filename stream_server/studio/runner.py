@@ -10,7 +10,6 @@ into a temporary folder that is renamed to DIR/<job>/models only once its manife
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import swapstream
@@ -26,8 +25,8 @@ from stream_server.studio.config import StudioConfig
 from stream_server.studio.errors import StepFailed, StudioUnavailable
 from stream_server.studio.jobs import SIDES, Job, JobState, Side
 from stream_server.studio.progress import checkpoint_step, count_faces, safetensors_metadata
-from swapstream.atomic import atomic_write_text, fsync_directory
-from swapstream.manifest_schema import MANIFEST_NAME
+from swapstream.atomic import fsync_directory
+from swapstream.manifest import read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +256,7 @@ class JobRunner:
             notes += (f"no base checkpoint for {job.size} px faces: training starts from scratch and takes longer",)
         job = await self._save(job.moved("training", "train", base=base, notes=notes,
                                          resumed_from_step=resumed if resumed is not None else job.resumed_from_step))
-        every = min(recipe.checkpoint_every, job.steps)
+        every = recipe.checkpoint_interval(job.steps)
         await self._child(job, paths, [
             "-m", "swapstream.cli", "train", "faces", "--a", str(paths.faces("a")), "--b", str(paths.faces("b")),
             "--out", str(paths.run), "--size", str(job.size), "--steps", str(job.steps), "--batch", str(recipe.batch),
@@ -328,18 +327,17 @@ def lower_priority(pid: int, nice: int, idle: bool) -> None:
 
 
 def publish_models(exported: Path, models: Path, job: Job) -> list[str]:
-    """Name the exported entries `<job name>.<name>`, attach the consent record, then rename the folder to
-    `models` (complete or not at all). Returns the model names."""
-    manifest_path = exported / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    consent = job.consent.record(job.files)
-    for entry in manifest["models"]:
-        entry["name"] = f"{job.name}.{entry['name']}"
-        entry["consent"] = consent
-        entry.setdefault("source", {})["studio_job"] = job.id
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    """Name the exported entries `<job name>.<name>`, attach the consent record (and, in `source`, the job and
+    whether its quality is limited), then rename the folder to `models` (complete or not at all). Returns the
+    model names."""
+    exported_manifest = read_manifest(exported)
+    consent = job.consent.for_manifest(job.files)
+    studio = {"studio_job": job.id, "quality_limited": job.photos_only("b")}
+    entries = tuple(replace(entry, name=f"{job.name}.{entry.name}", consent=consent,
+                            source={**entry.source, **studio}) for entry in exported_manifest.models)
+    write_manifest(replace(exported_manifest, models=entries))
     if models.exists():  # an earlier export of this job that never reached the catalog (a restart in between)
         shutil.rmtree(models)
     os.rename(exported, models)
     fsync_directory(models.parent)
-    return [str(entry["name"]) for entry in manifest["models"]]
+    return [entry.name for entry in entries]

@@ -26,7 +26,8 @@ from faces.errors import InputError
 from faces.media import IMAGE_SUFFIXES, check_image, probe_video
 from stream_server.studio.config import FACE_SIZES, MIB, StudioConfig
 from stream_server.studio.errors import DiskFullError, JobConflict, UploadError, UploadTooLarge
-from stream_server.studio.jobs import SIDES, Consent, FileKind, Job, Side, UploadedFile, utc_now
+from stream_server.studio.jobs import SIDES, Consent, FileKind, Job, Side, UploadedFile
+from swapstream.manifest import utc_now
 from stream_server.studio.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -243,7 +244,8 @@ async def receive_job(request: web.Request, store: JobStore, config: StudioConfi
             raise JobConflict(f"a studio job named {job_request.name!r} exists already; choose another name "
                               "or delete that job")
         files = await _probe_all(received)
-        now = utc_now()
+        # microseconds: jobs uploaded within one second still list and queue in the order they were made
+        now = utc_now("microseconds")
         job = Job(id=job_id, name=job_request.name, title=job_request.title, created=now, steps=job_request.steps,
                   size=job_request.size,
                   consent=Consent(statement=job_request.statement, people=job_request.people, time=now),

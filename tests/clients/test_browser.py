@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,32 @@ def test_page_streams_the_camera_and_shows_a_swapped_face(browser: Any, invertin
             viewer.close()
         page.click("#stop")
         assert page.locator("#state").inner_text() == "idle"
+
+
+@pytest.mark.slow
+def test_send_audio_returns_the_microphone_muted_until_asked(browser: Any, inverting_server: Any) -> None:
+    with page_with_screenshot(browser, "browser-audio") as page:
+        page.goto(inverting_server.url)
+        page.wait_for_function("document.body.dataset.models === 'loaded'", timeout=15_000)
+        assert not page.is_checked("#send-audio") and not page.is_checked("#hear-returned")  # off by default
+        page.select_option("#resolution", "320x240")
+        page.check("#send-audio")
+        page.click("#start")
+        page.wait_for_function(
+            "(() => { const v = document.getElementById('remote'); return v.srcObject && "
+            "v.srcObject.getAudioTracks().length === 1 && v.currentTime > 1.0; })()", timeout=40_000)
+        assert page.is_disabled("#send-audio")  # it applies from the next start
+        # Chromium's fake microphone beeps: the sound goes through the server and back...
+        session = next(iter(inverting_server.state.registry))
+        deadline = time.monotonic() + 20
+        while (session.audio is None or session.audio.forwarded < 50) and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        assert session.audio is not None and session.audio.forwarded >= 50
+        # ...and plays only when asked (no echo of the user's own voice by default).
+        assert page.evaluate("document.getElementById('remote').muted") is True
+        page.check("#hear-returned")
+        assert page.evaluate("document.getElementById('remote').muted") is False
+        page.click("#stop")
 
 
 def test_page_says_so_when_the_server_is_unreachable(browser: Any, inverting_server: Any) -> None:

@@ -82,3 +82,18 @@ def test_profile_compare_jitter_buffers_reports_both_modes_and_the_gain(echo_ser
     assert gain["p50"] >= 1000 / 15 / 2, (marker_p50, stock_p50)
     assert "client jitter buffer gain on swap (stock - marker): p50 +" in printed
     assert "server jitter buffer: " in printed
+
+
+def test_profile_av_reports_the_offset_between_flashes_and_clicks(echo_server, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "av"
+    code = profile.main(["--url", echo_server.url, "--av", "--seconds", "5", "--size", "320x240", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    av = json.loads((out / "report.json").read_text())["av"]
+    assert av["flashes_sent"] == 5 and len(av["pairs"]) >= 2, av
+    assert "A/V offset (sound minus picture" in printed and "|offset| p50" in printed
+    # Echo: the frame's time in the server is small, and the sound waits about as long.
+    assert abs(av["offset_ms"]["p50"]) < 40, av["offset_ms"]
+    assert not (out / "latency.png").exists()
+    with pytest.raises(ClientConfigError, match="--av"):
+        profile.ProfileConfig(ServerEndpoint(echo_server.url), tmp_path, av=True, baseline=True)

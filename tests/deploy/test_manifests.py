@@ -76,6 +76,10 @@ def test_media_servers_use_triton_and_scale_on_their_sessions() -> None:
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"  # WebRTC's UDP ports
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert "httpGet" not in container["livenessProbe"]  # a full server (503) is not a dead one
+    # HAProxy finds media pods through this headless Service, and must keep reaching a full (not ready) one: it
+    # owns live sessions whose pinned /node/<server>/ URLs lead there
+    media_service = resources[("Service", "swapstream-media")]["spec"]
+    assert media_service["clusterIP"] == "None" and media_service["publishNotReadyAddresses"] is True
 
     triton = resources[("Deployment", "triton")]["spec"]["template"]["spec"]["containers"][0]
     assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:") and triton["image"].endswith("-py3")

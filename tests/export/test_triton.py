@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from swapstream.triton_model import SHA256_PARAMETER
+from swapstream.triton_model import MAX_QUEUE_DELAY_US, SHA256_PARAMETER
 
 
 _ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
@@ -34,7 +34,8 @@ def test_one_valid_config_per_model(exported_models: Path) -> None:
         assert config.name == entry["name"] and config.platform == "onnxruntime_onnx"
         assert config.max_batch_size == 8  # the fixture's --max-batch
         assert config.HasField("dynamic_batching")
-        assert 0 < config.dynamic_batching.max_queue_delay_microseconds <= 10_000
+        # the shared default (0 since the fleet's hop measurements: a delay only adds latency to live frames)
+        assert config.dynamic_batching.max_queue_delay_microseconds == MAX_QUEUE_DELAY_US
         assert all(1 < size <= config.max_batch_size for size in config.dynamic_batching.preferred_batch_size)
         assert config.parameters[SHA256_PARAMETER].string_value == entry["sha256"]
 

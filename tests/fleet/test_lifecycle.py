@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from stream_server.backends import load_manifest
-from stream_server.triton_client import TritonInference, TritonUnavailable
+from stream_server.backends.triton import TritonInference
+from stream_server.errors import TritonUnavailable
 from tests.fixtures.triton import STOPPED_LINE, TritonProcess
 
 RECOVERY_S = 5.0

@@ -10,7 +10,7 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from swapstream.triton_model import SHA256_PARAMETER
+from swapstream.triton_model import MAX_QUEUE_DELAY_US, SHA256_PARAMETER
 from tests.fixtures.triton import TritonProcess
 
 
@@ -36,7 +36,7 @@ def test_repository_configs_and_pytriton_bindings_agree(exported_models: Path, t
             assert [t.name for t in written.output] == [spec["name"] for spec in entry["outputs"]]
             assert served.max_batch_size == written.max_batch_size == 8  # the export fixture's --max-batch
             assert (served.dynamic_batching.max_queue_delay_microseconds
-                    == written.dynamic_batching.max_queue_delay_microseconds > 0)
+                    == written.dynamic_batching.max_queue_delay_microseconds == MAX_QUEUE_DELAY_US)
             assert list(served.dynamic_batching.preferred_batch_size) == list(
                 written.dynamic_batching.preferred_batch_size)
             assert (served.parameters[SHA256_PARAMETER].string_value

@@ -31,6 +31,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 
+from rtc.jitterbuffer import install_on_receiver
 from stream_server.config import ServerConfig
 from tests.fixtures.server import RunningServer, start_server
 from tests.stream_server.peer import NumberedVideoTrack, OfferPeer, open_offer_peer
@@ -94,8 +95,14 @@ def serving(**fields: Any) -> Iterator[RunningServer]:
 @contextlib.asynccontextmanager
 async def offer_peer(base_url: str, frames: list[NDArray[np.uint8]], fps: float,
                      **options: Any) -> AsyncIterator[OfferPeer]:
-    """`open_offer_peer` for the length of a block: the peer is closed however the block ends."""
+    """`open_offer_peer` for the length of a block: the peer is closed however the block ends.
+
+    The peer receives through the marker jitter buffer, as swapstream's own clients do (clients.webrtc), so a
+    returned-video gap measured here is the server's, not aiortc's stock buffer waiting for its overflow.
+    """
     peer = await open_offer_peer(base_url, frames, fps, **options)
+    for transceiver in peer.pc.getTransceivers():  # before media flows: DTLS is not even up yet
+        install_on_receiver(transceiver.receiver, "marker")
     try:
         yield peer
     finally:
@@ -139,7 +146,9 @@ class HealthProbe:
             response = connection.getresponse()
             body = response.read()
             elapsed_ms = (time.perf_counter() - start) * 1000.0
-            if response.status != 200 or json.loads(body).get("status") != "ok":
+            # A full server answers 503 "full" on purpose (a load balancer then routes elsewhere): still an answer.
+            answer = (response.status, json.loads(body).get("status"))
+            if answer not in ((200, "ok"), (503, "full")):
                 self.failures.append(f"HTTP {response.status}: {body[:200]!r}")
             else:
                 self.latencies_ms.append(elapsed_ms)
@@ -163,16 +172,17 @@ class HealthProbe:
                 f"max {values[-1]:.1f} ms; {len(self.failures)} failures {self.failures[:3]}")
 
     def assert_responsive(self, limit_ms: float = HEALTHZ_LIMIT_MS) -> None:
-        """Every probe answered 200, 95 % of them within `limit_ms` and none took 10 times as long.
+        """Every probe answered 200, 95 % of them within `limit_ms` (one, in a short probe) and none took 10
+        times as long.
 
-        The 5 % allowance is for this shared 2-core machine, where any process can lose the CPU for a moment;
-        a server that stalls (a blocking decode or parse on its loop, a full accept queue) fails the bound on
-        the slowest probe or most probes.
+        The 5 % allowance is for this shared 2-core machine, where any process can lose the CPU for a moment (in
+        a probe of a dozen answers, that moment is one slow answer); a server that stalls (a blocking decode or
+        parse on its loop, a full accept queue) fails the bound on the slowest probe or most probes.
         """
         assert not self.failures, self.summary()
         assert len(self.latencies_ms) >= 3, self.summary()
         slow = sum(1 for value in self.latencies_ms if value > limit_ms)
-        assert slow <= 0.05 * len(self.latencies_ms), self.summary()
+        assert slow <= max(1.0, 0.05 * len(self.latencies_ms)), self.summary()
         assert max(self.latencies_ms) <= 10 * limit_ms, self.summary()
 
 

@@ -22,8 +22,6 @@ TOKEN = "hostile-test-token"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.mark.xfail(reason="issue 13: --idle-timeout, --max-pixels, --allow-no-token, --allowed-origin, "
-                          "--public-metrics and --body-timeout do not exist yet; fixed in phase 2", strict=True)
 def test_the_proposed_flags_exist_with_their_defaults() -> None:
     assert not missing_proposed_fields(), f"ServerConfig lacks {missing_proposed_fields()}"
     defaults = config_from_args(["--pipeline", "echo"], environ={})
@@ -51,8 +49,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.xfail(reason="issue 13: binding a non-loopback address without --token only warns; fixed in "
-                          "phase 2 (refused unless --allow-no-token)", strict=True)
 def test_binding_a_public_address_without_a_token_is_refused() -> None:
     base = ["--pipeline", "echo"]
     for host in ("0.0.0.0", "::", "192.0.2.7"):
@@ -80,8 +76,6 @@ async def _status(url: str, token: str | None = None) -> tuple[int, str]:
             return response.status, response.content_type
 
 
-@pytest.mark.xfail(reason="issue 13: /metrics and /api/* are open on a server with --token; fixed in phase 2 "
-                          "(--public-metrics opens /metrics only)", strict=True)
 async def test_metrics_and_api_follow_the_token() -> None:
     with serving(pipeline="echo", token=TOKEN) as server:
         with HealthProbe(server.url) as health:
@@ -118,8 +112,6 @@ def plain_browser() -> Any:
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(reason="issue 13: the page keeps ?token= in the address bar and history; fixed in phase 2 "
-                          "(read it, then history.replaceState)", strict=True)
 def test_the_page_takes_the_token_out_of_the_address_bar_and_still_uses_it(plain_browser: Any) -> None:
     with serving(pipeline="echo", token=TOKEN) as server:
         page = plain_browser.new_page()

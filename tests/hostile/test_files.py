@@ -85,9 +85,6 @@ def _private_chain(path: Path, stop: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.xfail(reason="issue 13: the TensorRT engine cache is a predictable shared /tmp path, accepted even "
-                          "when another user created it; fixed in phase 2 (private 0700 dir, owner checked)",
-                   strict=True)
 def test_the_tensorrt_cache_is_private_and_never_another_users(tiny_models_dir: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     entry = _swap_entry(tiny_models_dir)
@@ -141,23 +138,15 @@ def _write_checkpoint(path: Path, **metadata_changes: str | None) -> Path:
     return path
 
 
-CHECKPOINT_FINDING = pytest.mark.xfail(
-    reason="issue 13: a checkpoint's content digest is optional and malformed metadata raises TypeError (or a "
-           "checkpoint error that does not name the field) instead of a checkpoint error; fixed in phase 2",
-    strict=True)
-
-
 @pytest.mark.parametrize(("change", "expected"), [
-    pytest.param({"content_sha256": None}, "content_sha256", id="no-digest", marks=CHECKPOINT_FINDING),
-    pytest.param({"content_sha256": json.dumps(12345)}, "content_sha256", id="digest-a-number",
-                 marks=CHECKPOINT_FINDING),
-    pytest.param({"model_config": json.dumps([1, 2])}, "model_config", id="config-a-list", marks=CHECKPOINT_FINDING),
-    pytest.param({"step": json.dumps(None)}, "step", id="step-null", marks=CHECKPOINT_FINDING),
-    pytest.param({"step": json.dumps("three")}, "step", id="step-a-word", marks=CHECKPOINT_FINDING),
-    pytest.param({"train_config": json.dumps(5)}, "train_config", id="train-config-a-number",
-                 marks=CHECKPOINT_FINDING),
-    pytest.param({"rng": json.dumps([1])}, "rng", id="rng-a-list", marks=CHECKPOINT_FINDING),
-    # Already a checkpoint error naming the field on the old code: kept so the fix does not lose it.
+    pytest.param({"content_sha256": None}, "content_sha256", id="no-digest"),
+    pytest.param({"content_sha256": json.dumps(12345)}, "content_sha256", id="digest-a-number"),
+    pytest.param({"model_config": json.dumps([1, 2])}, "model_config", id="config-a-list"),
+    pytest.param({"step": json.dumps(None)}, "step", id="step-null"),
+    pytest.param({"step": json.dumps("three")}, "step", id="step-a-word"),
+    pytest.param({"train_config": json.dumps(5)}, "train_config", id="train-config-a-number"),
+    pytest.param({"rng": json.dumps([1])}, "rng", id="rng-a-list"),
+    # Already a checkpoint error naming the field on the old code (kept so the fix does not lose it).
     pytest.param({"kind": json.dumps(["swap"])}, "kind", id="kind-a-list"),
 ])
 def test_a_checkpoint_with_missing_or_malformed_metadata_is_a_checkpoint_error(tmp_path: Path,
@@ -173,8 +162,6 @@ def test_a_checkpoint_with_missing_or_malformed_metadata_is_a_checkpoint_error(t
     assert expected in str(refused.value) and str(path) in str(refused.value), refused.value
 
 
-@pytest.mark.xfail(reason="issue 13: on resume the losses CSV is rewritten in place (truncated, then "
-                          "written), not atomically; fixed in phase 2", strict=True)
 def test_resume_replaces_the_losses_csv_atomically(synthetic_facesets: Any, tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="the train extra (torch) is not installed")
     from tests.training.test_train_faces import _micro_config

@@ -135,6 +135,9 @@ async def test_a_short_soak_writes_its_csv_png_and_summary(tiny_models_dir: Path
     lossy = [row for row in rows if row["phase"] == "loss"]
     assert sum(int(row["dropped_from_client"]) + int(row["dropped_from_server"]) for row in lossy) > 0
     assert all(row["s0_rtt_p50_ms"] not in ("", None) for row in rows)
+    # a frozen stream would show: the longest gap per window is there, and no gap passed for a freeze here
+    assert all(0 < float(row["s0_max_gap_s"]) < 2.0 for row in rows), [row["s0_max_gap_s"] for row in rows]
+    assert summary["freezes"] == {"s0": []}
     assert (config.out / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((config.out / "summary.json").read_text())["checks"] == summary["checks"]
     assert set(summary["checks"]) == {"fps_at_end_vs_no_loss_>=0.95", "no_thread_or_fd_growth",

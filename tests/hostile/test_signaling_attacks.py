@@ -44,8 +44,6 @@ def _sessions(server: RunningServer) -> int:
     return len(server.state.registry)
 
 
-@pytest.mark.xfail(reason="issue 13: WHEP adds a viewer to a session that ended while its body was read "
-                          "(201, peer connection never closed); fixed in phase 2", strict=True)
 async def test_whep_body_finished_after_the_session_ended_gets_404_and_leaks_nothing() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
         publisher = await open_whip_publisher(server.url, FRAMES, 10)
@@ -72,8 +70,6 @@ async def test_whep_body_finished_after_the_session_ended_gets_404_and_leaks_not
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: a WHEP viewer that never starts ICE holds its viewer slot until the "
-                          "session ends (no connect timeout); fixed in phase 2", strict=True)
 async def test_whep_viewers_that_never_start_ice_give_their_slots_back() -> None:
     with serving(pipeline="echo", disclosure_mark=False, connect_timeout_s=3.0) as server:
         publisher = await open_whip_publisher(server.url, FRAMES, 10)
@@ -90,8 +86,6 @@ async def test_whep_viewers_that_never_start_ice_give_their_slots_back() -> None
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: /offer accepts any Content-Type and any Origin (cross-site simple POSTs "
-                          "create sessions); fixed in phase 2", strict=True)
 async def test_offer_requires_json_and_checks_the_origin() -> None:
     allowed = "https://studio.example"
     with serving(pipeline="echo", connect_timeout_s=3.0, max_sessions=8, allowed_origins=(allowed,)) as server:
@@ -116,8 +110,6 @@ async def test_offer_requires_json_and_checks_the_origin() -> None:
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: offers with any number of m= sections are accepted (300 confirmed, a "
-                          "task and a decoder per receiver); fixed in phase 2", strict=True)
 async def test_offers_with_extra_media_sections_are_refused() -> None:
     with serving(pipeline="echo", connect_timeout_s=3.0, max_sessions=8) as server:
         url = server.url + "offer"
@@ -138,8 +130,6 @@ async def test_offers_with_extra_media_sections_are_refused() -> None:
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: deep JSON and huge numbers give plain-text 500s with tracebacks; "
-                          "fixed in phase 2", strict=True)
 async def test_deep_json_and_huge_numbers_get_a_json_400(tiny_models_dir: object) -> None:
     with serving(pipeline="echo", models_dir=tiny_models_dir) as server:
         deep = "[" * 100_000
@@ -157,7 +147,6 @@ async def test_deep_json_and_huge_numbers_get_a_json_400(tiny_models_dir: object
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: DELETE /whip/<id> also ends /offer sessions; fixed in phase 2", strict=True)
 async def test_delete_whip_does_not_end_an_offer_session() -> None:
     with serving(pipeline="echo", disclosure_mark=False) as server:
         async with offer_peer(server.url, FRAMES, 10) as peer:
@@ -190,8 +179,6 @@ async def test_a_hundred_concurrent_offers_admit_exactly_max_sessions() -> None:
         health.assert_responsive()
 
 
-@pytest.mark.xfail(reason="issue 13: request bodies have no read timeout: slow-loris bodies are held "
-                          "forever; fixed in phase 2 (--body-timeout)", strict=True)
 async def test_slow_loris_bodies_get_408_and_do_not_hold_the_server() -> None:
     with serving(pipeline="echo", body_timeout_s=2.0) as server:
         connections = [await RawHttp.open(server.url) for _ in range(30)]

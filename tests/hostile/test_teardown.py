@@ -38,8 +38,6 @@ async def _settled(server: ServerProcess, idle: ProcessSample | None) -> Process
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(reason="issue 13: threads, decoders and detector graphs are released when the garbage "
-                          "collector gets to them, not when the session ends; fixed in phase 2", strict=True)
 async def test_a_hundred_connect_disconnect_cycles_return_to_idle(tiny_models_dir: Path, server_clip: Clip,
                                                                  tmp_path: Path) -> None:
     rows: list[dict[str, float]] = []

@@ -421,3 +421,98 @@ async def test_moved_attribute_keeps_the_stock_buffer_and_logs(caplog):
         assert jb.RECEIVER_JITTER_BUFFER_ATTRIBUTE in caplog.text
     finally:
         await pc.close()
+
+
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_hole_that_is_never_repaired_is_skipped_after_the_wait_with_a_keyframe_request(stream):
+    """A packet whose NACK repair never comes blocks the frames behind it only for max_gap_wait_s: then the buffer
+    drops everything before the newest frame start behind the hole, asks for a keyframe, and the video goes on
+    (aiortc's buffer waits for the overflow, then hands out the backlog one frame per packet, seconds late)."""
+    mime, frames = stream
+    sent = _packetize(mime, frames * 3)
+    frame1 = [i for i, s in enumerate(sent) if s.frame == 1]
+    hole = frame1[0]
+    clock = _Clock()
+    buffer = MarkerJitterBuffer(capacity=512, is_video=True, max_gap_wait_s=0.3, clock=clock)
+    releases = []
+    for step, s in enumerate(sent):
+        if step == hole:
+            continue
+        clock.now += 1 / 15 / max(len(f.payloads) for f in frames)  # packets of a 15 fps stream
+        pli, frame = buffer.add(s.packet)
+        releases.append((step, clock.now, pli, frame))
+    stalled_from = next(now for step, now, _, _ in releases if step > hole)
+    skip = next((step, now) for step, now, pli, _ in releases if pli)
+    assert 0.3 <= skip[1] - stalled_from < 0.3 + 2 / 15, "the hole is skipped once it is 0.3 s old"
+    assert buffer.holes_skipped == 1
+    released = [(step, frame) for step, _, _, frame in releases if frame is not None]
+    assert sent[hole].packet.timestamp not in [f.timestamp for _, f in released]
+    after = [frame.timestamp for step, frame in released if step >= skip[0]]
+    first_step = {}
+    for step, s in enumerate(sent):
+        first_step.setdefault(s.packet.timestamp, step)
+    # the video goes on: every frame that starts after the skip is released, in order
+    assert {ts for ts, step in first_step.items() if step > skip[0]} <= set(after)
+    assert after == sorted(after)
+    # the backlog is dropped, not handed out late: at most the frame in flight at the skip precedes the new ones
+    assert len([ts for ts in after if first_step[ts] <= skip[0]]) <= 1
+    _whole_frames_only(sent, released)
+
+
+def test_a_hole_repaired_in_time_is_not_skipped(stream):
+    mime, frames = stream
+    sent = _packetize(mime, frames)
+    lost = [i for i, s in enumerate(sent) if s.frame == 2][0]
+    order = [s for i, s in enumerate(sent) if i != lost]
+    order.insert(lost + 3, sent[lost])  # the retransmission comes 3 packets later
+    clock = _Clock()
+    buffer = MarkerJitterBuffer(capacity=512, is_video=True, max_gap_wait_s=0.3, clock=clock)
+    got = []
+    for s in order:
+        clock.now += 0.05
+        pli, frame = buffer.add(s.packet)
+        assert not pli
+        if frame is not None:
+            got.append(frame)
+    assert [f.data for f in got] == [_frame_bytes(sent, i) for i in range(len(frames))]
+    assert buffer.holes_skipped == 0
+
+
+def test_a_blocking_hole_is_asked_for_again_until_it_is_repaired(stream):
+    """aiortc NACKs a lost packet once; while the hole blocks, the buffer asks again every RENACK_INTERVAL_S, and a
+    retransmission that answers a later request still completes the frame (nothing skipped, no keyframe)."""
+    mime, frames = stream
+    sent = _packetize(mime, frames)
+    lost = [i for i, s in enumerate(sent) if s.frame == 2][0]
+    asked: list[tuple[int, list[int]]] = []
+    clock = _Clock()
+    buffer = MarkerJitterBuffer(capacity=512, is_video=True, max_gap_wait_s=0.5, clock=clock,
+                                request_retransmission=lambda ssrc, seqs: asked.append((ssrc, seqs)))
+    got = []
+    repaired_at = None
+    for step, s in enumerate(sent):
+        if step == lost:
+            continue
+        clock.now += 0.05
+        pli, frame = buffer.add(s.packet)
+        assert not pli
+        got += [frame] if frame is not None else []
+        if len(asked) == 2 and repaired_at is None:  # the second request is answered
+            repaired_at = clock.now
+            pli, frame = buffer.add(sent[lost].packet)
+            assert not pli
+            got += [frame] if frame is not None else []
+    assert repaired_at is not None, f"asked {len(asked)} time(s) for the missing packet"
+    assert all(seqs == [sent[lost].packet.sequence_number] for _, seqs in asked)
+    assert {ssrc for ssrc, _ in asked} == {sent[0].packet.ssrc}
+    assert [f.data for f in got] == [_frame_bytes(sent, i) for i in range(len(frames))]
+    assert buffer.holes_skipped == 0

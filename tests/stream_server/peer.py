@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from rtc.audio import EncodedAudioTap, install_audio_buffer
 from swapstream.reserved_corner import RESERVED_CORNER_HEIGHT, RESERVED_CORNER_WIDTH
 
 CODE_BITS = 10
@@ -131,12 +132,24 @@ class OfferPeer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+def _add_audio(pc: RTCPeerConnection, audio: MediaStreamTrack | None, tap: EncodedAudioTap | None,
+               direction: str) -> None:
+    """Send `audio` and/or receive audio into `tap` (the returned packets, still encoded) on `pc`."""
+    if audio is None and tap is None:
+        return
+    transceiver = pc.addTransceiver(audio if audio is not None else "audio", direction=direction)
+    if tap is not None:
+        assert install_audio_buffer(transceiver.receiver, tap)
+
+
 async def open_offer_peer(base_url: str, frames: list[np.ndarray], fps: float, options: dict[str, Any] | None = None,
                           token: str | None = None, start_index: int = 0,
-                          source: NumberedVideoTrack | None = None) -> OfferPeer:
+                          source: NumberedVideoTrack | None = None, audio: MediaStreamTrack | None = None,
+                          audio_tap: EncodedAudioTap | None = None) -> OfferPeer:
     """Connect through POST /offer with a "control" DataChannel; raises AssertionError with the server's reply.
 
     `source` replaces the numbered track made from `frames` and `fps` (the hostile tests send stalling tracks).
+    `audio` is sent too; the audio coming back goes, still encoded, to `audio_tap`.
     """
     pc = RTCPeerConnection()
     source = source if source is not None else NumberedVideoTrack(frames, fps, start_index)
@@ -146,10 +159,12 @@ async def open_offer_peer(base_url: str, frames: list[np.ndarray], fps: float, o
     channel = pc.createDataChannel("control")
     channel.on("message", lambda m: messages.append(json.loads(m)))
     pc.addTransceiver(source, direction="sendrecv")
+    _add_audio(pc, audio, audio_tap, "sendrecv")
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        tasks.append(asyncio.ensure_future(collect(track, received)))
+        if track.kind == "video":
+            tasks.append(asyncio.ensure_future(collect(track, received)))
 
     await pc.setLocalDescription(await pc.createOffer())
     body = {"sdp": pc.localDescription.sdp, "type": "offer", "options": options or {}}
@@ -180,6 +195,7 @@ class WhipPublisher:
     pc: RTCPeerConnection
     source: NumberedVideoTrack
     location: str
+    link: str | None = None
 
     async def close(self, base_url: str, token: str | None = None) -> int:
         """DELETE the resource, then close; returns the DELETE status."""
@@ -191,25 +207,28 @@ class WhipPublisher:
         return status
 
 
-async def post_sdp(url: str, sdp: str, token: str | None = None) -> tuple[int, str, dict[str, str]]:
-    headers = {"Content-Type": "application/sdp", **auth_headers(token)}
+async def post_sdp(url: str, sdp: str, token: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    headers = {"Content-Type": "application/sdp", **auth_headers(token), **(headers or {})}
     async with aiohttp.ClientSession() as http:
         async with http.post(url, data=sdp.encode(), headers=headers) as response:
             return response.status, await response.text(), dict(response.headers)
 
 
 async def open_whip_publisher(base_url: str, frames: list[np.ndarray], fps: float,
-                              token: str | None = None) -> WhipPublisher:
+                              token: str | None = None, headers: dict[str, str] | None = None,
+                              audio: MediaStreamTrack | None = None) -> WhipPublisher:
     pc = RTCPeerConnection()
     source = NumberedVideoTrack(frames, fps)
     pc.addTransceiver(source, direction="sendonly")
+    _add_audio(pc, audio, None, "sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    status, text, headers = await post_sdp(base_url + "whip", pc.localDescription.sdp, token)
+    status, text, answer_headers = await post_sdp(base_url + "whip", pc.localDescription.sdp, token, headers)
     if status != 201:
         await pc.close()
         raise AssertionError(f"POST /whip -> {status}: {text}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
-    return WhipPublisher(pc, source, headers["Location"])
+    return WhipPublisher(pc, source, answer_headers["Location"], answer_headers.get("Link"))
 
 
 @dataclass
@@ -232,21 +251,27 @@ class WhepViewer:
         return status
 
 
-async def open_whep_viewer(base_url: str, session_path: str, token: str | None = None) -> WhepViewer:
-    """POST /whep/<id> with a receive-only offer; collects the returned frames."""
+async def open_whep_viewer(base_url: str, session_path: str, token: str | None = None,
+                           headers: dict[str, str] | None = None,
+                           audio_tap: EncodedAudioTap | None = None) -> WhepViewer:
+    """POST /whep/<id> with a receive-only offer; collects the returned frames (the audio, still encoded, into
+    `audio_tap`: the offer then has an audio section)."""
     pc = RTCPeerConnection()
     received = Received()
     tasks: list[asyncio.Task[Any]] = []
     pc.addTransceiver("video", direction="recvonly")
+    _add_audio(pc, None, audio_tap, "recvonly")
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        tasks.append(asyncio.ensure_future(collect(track, received)))
+        if track.kind == "video":
+            tasks.append(asyncio.ensure_future(collect(track, received)))
 
     await pc.setLocalDescription(await pc.createOffer())
-    status, text, headers = await post_sdp(base_url.rstrip("/") + session_path, pc.localDescription.sdp, token)
+    status, text, answer_headers = await post_sdp(base_url.rstrip("/") + session_path, pc.localDescription.sdp,
+                                                  token, headers)
     if status != 201:
         await pc.close()
         raise AssertionError(f"POST {session_path} -> {status}: {text}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
-    return WhepViewer(pc, received, headers["Location"], tasks)
+    return WhepViewer(pc, received, answer_headers["Location"], tasks)

@@ -56,6 +56,12 @@ def test_with_models_is_a_new_snapshot_and_the_old_one_is_unchanged(tiny_models_
             bigger.with_models(manifest.of_kind("swap"), {name: backends[name] for name in ("swap_a2b", "swap_b2a")})
         with pytest.raises(TypeError):
             bigger.backends["other"] = backends["digits"]  # type: ignore[index]
+        smaller = bigger.without_models(["job.swap_a2b", "job.digits"])
+        assert smaller.names == ("swap_a2b", "swap_b2a", "digits", "job.swap_b2a")
+        assert bigger.names[-3:] == ("job.swap_a2b", "job.swap_b2a", "job.digits")
+        np.testing.assert_allclose(bigger.backends["job.swap_a2b"].run(faces)[0], 0.75)  # not closed by removal
+        with pytest.raises(ConfigError, match="not served: nobody"):
+            smaller.without_models(["nobody", "swap_a2b"])
     finally:
         catalog.close()
         for backend in job_backends.values():

@@ -123,7 +123,7 @@ async def test_digits_json_rows_flat_and_png_agree(open_server: RunningServer) -
         ({"json": [-1.0] * 256}, ">= 0"),
         ({"json": [10 ** 400] * 256}, "numbers"),
         ({"data": b"[1,2", "headers": {"Content-Type": "application/json"}}, "not valid JSON"),
-        ({"data": b"[" * 100_000, "headers": {"Content-Type": "application/json"}}, "not valid JSON"),
+        ({"data": b"[" * 100_000, "headers": {"Content-Type": "application/json"}}, "nested too deeply"),
         ({"data": b"\x89PNG not really", "headers": {"Content-Type": "image/png"}}, "not a PNG"),
         ({"data": _one_colour_png(64, 64)[:60], "headers": {"Content-Type": "image/png"}}, "not a decodable PNG"),
     ],

@@ -1,4 +1,5 @@
-"""docs/server.md's "The frame's path" names only functions that exist, so the list cannot drift from the code."""
+"""docs/server.md's "The frame's path" and docs/audio.md's "The sound's path" name only functions that exist, so
+the lists cannot drift from the code."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import importlib
 import re
 from pathlib import Path
 
-SERVER_DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
-PATH_LINE = re.compile(r"^\d+\. `([A-Za-z_][\w.]*)` — ", re.M)
+import pytest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SERVER_DOC = DOCS / "server.md"
+PATH_LINE = re.compile(r"^ *\d+\. `([A-Za-z_][\w.]*)` — ", re.M)  # nested items (alternatives) too
 
 
-def _frame_path_names() -> list[str]:
-    text = SERVER_DOC.read_text(encoding="utf-8")
-    section = text.split("## The frame's path", 1)[1].split("\n## ", 1)[0]
+def _path_names(doc: Path = SERVER_DOC, heading: str = "## The frame's path") -> list[str]:
+    text = doc.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     return PATH_LINE.findall(section)
 
 
@@ -30,9 +34,13 @@ def _resolve(dotted: str) -> object:
     raise ModuleNotFoundError(dotted)
 
 
-def test_every_function_on_the_documented_frame_path_exists() -> None:
-    names = _frame_path_names()
-    assert len(names) >= 30, f"the list was not found or lost lines: {names}"
+@pytest.mark.parametrize(("doc", "heading", "at_least"), [
+    (SERVER_DOC, "## The frame's path", 30),
+    (DOCS / "audio.md", "## The sound's path", 10),
+])
+def test_every_function_on_a_documented_path_exists(doc: Path, heading: str, at_least: int) -> None:
+    names = _path_names(doc, heading)
+    assert len(names) >= at_least, f"the list was not found or lost lines: {names}"
     missing = []
     for name in names:
         try:
@@ -41,4 +49,4 @@ def test_every_function_on_the_documented_frame_path_exists() -> None:
             missing.append(name)
             continue
         assert callable(target), f"{name} is not a function"
-    assert not missing, f"docs/server.md names functions that do not exist: {missing}"
+    assert not missing, f"{doc.name} names functions that do not exist: {missing}"

@@ -1,15 +1,23 @@
-"""Studio test fixtures: small synthetic media, a micro base checkpoint, and real servers with the Studio mounted.
+"""Studio test fixtures: small synthetic media, a micro base checkpoint, and real servers with the Studio on.
 
 Jobs run the real CLI in child processes (extract, train faces, export) with a micro model and a few steps.
-The server is the real application (create_app) with the Studio installed beside it, on a loopback port.
+The server is the real application (create_app with a Studio config of the micro recipe), on a loopback port:
+finished jobs' models join its live catalog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +25,10 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
-from aiohttp import web
 
 from stream_server.app import create_app
-from stream_server.config import ServerConfig
-from stream_server.studio.api import STUDIO_KEY, install
+from stream_server.config import PipelineMode, ServerConfig
+from stream_server.studio.api import STUDIO_KEY
 from stream_server.studio.config import StudioConfig, StudioRecipe
 from stream_server.studio.service import StudioService
 from tests.fixtures.server import RunningServer
@@ -86,38 +93,81 @@ def micro_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@dataclass
-class ModelsSeen:
-    """What the Studio handed to the catalog hooks (the lead wires these to the live catalog)."""
-
-    ready: list[Path] = field(default_factory=list)
-    removed: list[Path] = field(default_factory=list)
-
-    async def on_ready(self, models_dir: Path) -> None:
-        self.ready.append(models_dir)
-
-    async def on_removed(self, models_dir: Path) -> None:
-        self.removed.append(models_dir)
-
-
 class StudioServer(RunningServer):
-    """The real server app with the Studio installed, on a loopback port in its own thread."""
+    """The real server app with the Studio on (`studio`: its config), on a loopback port in its own thread."""
 
-    def __init__(self, studio: StudioConfig, token: str | None = None) -> None:
+    def __init__(self, studio: StudioConfig, token: str | None = None, models_dir: Path | None = None,
+                 pipeline: PipelineMode = "echo") -> None:
         self.studio_config = studio
-        self.models_seen = ModelsSeen()
-        super().__init__(ServerConfig(pipeline="echo", token=token), make_app=self._with_studio)
-
-    def _with_studio(self, config: ServerConfig) -> web.Application:
-        app = create_app(config)
-        install(app, StudioService(self.studio_config, on_models_ready=self.models_seen.on_ready,
-                                   on_models_removed=self.models_seen.on_removed))
-        return app
+        super().__init__(ServerConfig(pipeline=pipeline, token=token, models_dir=models_dir),
+                         make_app=lambda config: create_app(config, studio=studio))
 
     @property
     def service(self) -> StudioService:
         assert self.app is not None
         return self.app[STUDIO_KEY]
+
+    def served(self) -> list[str]:
+        """The names of the models the server serves now."""
+        return list(self.state.catalog.names)
+
+
+class ServeProcess:
+    """`swapstream serve ARGS` in a process of its own (`python -m swapstream.cli serve`), as a user runs it; its
+    output goes to `log`."""
+
+    def __init__(self, args: list[str], log: Path, startup_s: float = 120.0) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.log = log
+        root = Path(__file__).resolve().parents[2]
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "swapstream.cli", "serve", "--port", str(self.port), *args], cwd=root,
+                env={**os.environ, "PYTHONPATH": str(root)}, stdout=output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + startup_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}healthz", timeout=2):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise AssertionError(f"swapstream serve did not start:\n{log.read_text()[-3000:]}") from None
+                time.sleep(0.3)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM, as a service manager stops it; the exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[[list[str]], ServeProcess]]:
+    """Start `swapstream serve` processes (stopped, then killed if need be, at the end of the test)."""
+    started: list[ServeProcess] = []
+
+    def start(args: list[str]) -> ServeProcess:
+        started.append(ServeProcess(args, tmp_path / f"serve-{len(started)}.log"))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            try:
+                server.stop(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def studio_config(root: Path, **overrides: Any) -> StudioConfig:
@@ -132,8 +182,8 @@ def start_studio() -> Iterator[Callable[..., StudioServer]]:
     """Start Studio servers (stopped at the end of the test)."""
     servers: list[StudioServer] = []
 
-    def start(studio: StudioConfig, token: str | None = None) -> StudioServer:
-        server = StudioServer(studio, token)
+    def start(studio: StudioConfig, token: str | None = None, **options: Any) -> StudioServer:
+        server = StudioServer(studio, token, **options)
         servers.append(server)
         return server
 

@@ -1,6 +1,7 @@
 """Inference on a Triton Inference Server over gRPC: the backend of `swapstream serve --inference triton://HOST:PORT`.
 
-One `TritonInference` per server holds one gRPC channel (tritonclient's gRPC client, whose calls are thread-safe):
+One `TritonInference` per server holds one gRPC channel (tritonclient's gRPC client, whose calls are thread-safe);
+`backend(model)` gives each manifest model an `InferenceBackend` over it:
 - the frame stages, which run in worker threads, call `run(model, faces)` (or a `TritonModelBackend`'s `run`),
   which blocks that worker until the answer is back;
 - code on an event loop awaits `infer(model, faces)`, which runs the same call in a worker thread.
@@ -8,9 +9,12 @@ Why the synchronous client in the worker threads rather than tritonclient's asyn
 own: the thread hop to and from that loop measured 0.1-0.7 ms more per request at p50 (bench/triton_infer.py,
 "aio + loop thread" rows), for nothing the frame stages need. One channel means one reconnection policy.
 
-Triton down or unreachable: each request has a short deadline and fails with `TritonUnavailable`, quickly (a
-refused connection fails at once). The channel retries in the background with a backoff capped at
-`RECONNECT_BACKOFF_MAX_MS`, so requests succeed again well within a second of Triton's return, with no new object.
+Triton down or unreachable: each request has a deadline and fails with `TritonUnavailable`, quickly (a refused
+connection fails at once). After such a failure the connection answers `TritonUnavailable` at once, without a
+request, for `RETRY_INTERVAL_S`; then the next request tries Triton again. So a Triton that stops answering
+without refusing (a dead host) costs one deadline per interval, not one per frame. The channel reconnects in the
+background with a backoff capped at `RECONNECT_BACKOFF_MAX_MS`, so requests succeed again well within a second of
+Triton's return, with no new object.
 
 At start `check()` makes sure Triton has every model ready, with the manifest's input and output names, shapes and
 data types and, where Triton's config carries it (`swapstream_sha256`, as `export --triton` and `swapstream triton`
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +33,13 @@ from urllib.parse import urlsplit
 import numpy as np
 from numpy.typing import NDArray
 
-from stream_server.errors import ConfigError, ModelLoadError, ServerError
+from stream_server.errors import (
+    ConfigError,
+    RemoteInferenceError,
+    TritonInferenceError,
+    TritonModelError,
+    TritonUnavailable,
+)
 from swapstream.manifest import ModelEntry
 from swapstream.triton_model import SHA256_PARAMETER, TRITON_DATATYPES, triton_model_name
 
@@ -38,28 +49,14 @@ URL_SCHEME = "triton"
 DEFAULT_GRPC_PORT = 8001
 # Per request: a frame whose faces take longer than this is better shown unswapped.
 DEFAULT_TIMEOUT_S = 1.0
+# After Triton failed to answer, how long requests fail at once before the next one tries Triton again.
+RETRY_INTERVAL_S = 0.5
 # gRPC's reconnect backoff grows to 120 s by default; capped so a returning Triton is found within half a second.
 RECONNECT_BACKOFF_MIN_MS = 100
 RECONNECT_BACKOFF_MAX_MS = 500
 _MAX_MESSAGE_BYTES = 2**31 - 1  # batches of large faces exceed gRPC's 4 MB default
 # gRPC codes that mean "no Triton answered", as opposed to Triton refusing the request.
 _UNREACHABLE_CODES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED"})
-
-
-class TritonError(ServerError):
-    """Inference on Triton failed."""
-
-
-class TritonUnavailable(TritonError):
-    """Triton did not answer in time: down, unreachable or overloaded. Streams go on unswapped meanwhile."""
-
-
-class TritonInferenceError(TritonError):
-    """Triton answered a request with an error (a bad input, a model that failed at run time)."""
-
-
-class TritonModelError(ModelLoadError):
-    """Triton lacks a manifest model, or serves one that differs from the manifest (raised by `check()`)."""
 
 
 def parse_triton_url(url: str) -> str:
@@ -85,12 +82,17 @@ class TritonInference:
         import tritonclient.grpc as grpcclient
 
         self.address = parse_triton_url(url) if "://" in url else url
+        self.url = f"{URL_SCHEME}://{self.address}"
         self.provider = f"Triton {self.address}"
         self.timeout_s = timeout_s
         self._entries = {entry.name: entry for entry in entries}
         self._max_batch: dict[str, int] = {}
         self._client: Any = grpcclient.InferenceServerClient(self.address, channel_args=channel_args())
         self._closed = False
+        # While Triton is not answering: when it stopped, why, and when the next request may try it again.
+        self._down_since: float | None = None
+        self._down_reason = ""
+        self._retry_at = 0.0
 
     def entry(self, model: str) -> ModelEntry:
         """The manifest entry called `model` (KeyError listing the names there are)."""
@@ -98,6 +100,11 @@ class TritonInference:
             return self._entries[model]
         except KeyError:
             raise KeyError(f"no model {model!r}; the manifest has {', '.join(self._entries)}") from None
+
+    @property
+    def available(self) -> bool:
+        """False from a request Triton did not answer until one it answers (for /healthz)."""
+        return self._down_since is None
 
     # ------------------------------------------------------------------------------------------ inference
 
@@ -124,20 +131,43 @@ class TritonInference:
         from tritonclient.utils import InferenceServerException
 
         if self._closed:
-            raise TritonError(f"the Triton connection to {self.address} is closed")
+            raise RemoteInferenceError(f"the Triton connection to {self.address} is closed")
+        name = triton_model_name(entry.name)
+        down_since = self._down_since
+        if down_since is not None and time.monotonic() < self._retry_at:
+            raise TritonUnavailable(f"Triton at {self.address} has not answered for "
+                                    f"{time.monotonic() - down_since:.1f} s ({self._down_reason}); trying again "
+                                    f"every {RETRY_INTERVAL_S:g} s")
         spec = entry.inputs[0]
         request = grpcclient.InferInput(spec.name, list(batch.shape), TRITON_DATATYPES[spec.dtype])
         request.set_data_from_numpy(batch)
         wanted = [grpcclient.InferRequestedOutput(output.name) for output in entry.outputs]
-        name = triton_model_name(entry.name)
         try:
             result = self._client.infer(name, [request], outputs=wanted, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            raise self._error(f"inference of {name}", exc) from exc
+            error = self._error(f"inference of {name}", exc)
+            if isinstance(error, TritonUnavailable):
+                self._went_down(exc)
+            raise error from exc
+        if down_since is not None:
+            self._came_back(down_since)
         # views of the response's bytes, read-only: the frame stages read the outputs and write new arrays
         return [result.as_numpy(output.name) for output in entry.outputs]
 
-    def _error(self, what: str, exc: Any) -> TritonError:
+    def _went_down(self, exc: Any) -> None:
+        now = time.monotonic()
+        self._retry_at = now + RETRY_INTERVAL_S
+        if self._down_since is None:
+            self._down_since = now
+            self._down_reason = str(exc.status())
+            log.warning("Triton at %s does not answer (%s): %s", self.address, exc.status(), exc.message())
+
+    def _came_back(self, down_since: float) -> None:
+        if self._down_since is not None:
+            self._down_since = None
+            log.warning("Triton at %s answers again, after %.1f s", self.address, time.monotonic() - down_since)
+
+    def _error(self, what: str, exc: Any) -> RemoteInferenceError:
         if str(exc.status()) in _UNREACHABLE_CODES:
             return TritonUnavailable(f"Triton at {self.address} did not answer {what} within {self.timeout_s:g} s "
                                      f"({exc.status()}): {exc.message()}")
@@ -170,9 +200,9 @@ class TritonInference:
             problems.insert(0, f"not ready (or not there): {', '.join(missing)}; serve them with `swapstream triton "
                                "--models MODELS`, or point Triton at `swapstream export --triton`'s MODELS/triton")
         if problems:
-            raise TritonModelError(f"Triton at {self.address} does not serve the manifest's models: "
+            raise TritonModelError(f"Triton at {self.url} does not serve the manifest's models: "
                                    + "; ".join(problems))
-        log.info("Triton at %s serves %s", self.address, ", ".join(self._entries))
+        log.info("Triton at %s serves %s", self.url, ", ".join(self._entries))
 
     def _compare(self, entry: ModelEntry, config: Any) -> list[str]:
         """What differs between the manifest entry and Triton's config of it (empty when they agree)."""
@@ -210,7 +240,7 @@ class TritonInference:
         return TritonModelBackend(self, self.entry(model))
 
     def close(self) -> None:
-        """Close the channel (idempotent); later requests raise TritonError."""
+        """Close the channel (idempotent); later requests raise RemoteInferenceError."""
         if not self._closed:
             self._closed = True
             self._client.close()

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_server.errors import ConfigError
 from stream_server.backends import load_backend, load_manifest
-from stream_server.triton_client import TritonInference, TritonModelError, parse_triton_url
+from stream_server.backends.triton import TritonInference, parse_triton_url
+from stream_server.errors import ConfigError, TritonModelError
 from swapstream.manifest_schema import TensorSpec
 from tests.fixtures.triton import TritonProcess
 
