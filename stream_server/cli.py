@@ -27,7 +27,7 @@ async def serve(config: ServerConfig, app: web.Application | None = None) -> Non
     from aiohttp import web
 
     from stream_server.app import STATE_KEY, create_app
-    from stream_server.config import is_loopback
+    from stream_server.addresses import is_loopback
 
     app = app or create_app(config)
     state = app[STATE_KEY]

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
 
 from faces.color import COLOR_MODES, ColorMode
 from provenance.signer import SigningConfig, add_signing_flags, signing_config_from_flags
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode
+from stream_server.addresses import is_loopback, normalized_origin
 from stream_server.backends.triton import parse_triton_url
 from stream_server.errors import ConfigError
 
@@ -24,7 +23,6 @@ InferenceFallback = Literal["none", "local"]
 INFERENCE_FALLBACKS: tuple[InferenceFallback, ...] = get_args(InferenceFallback)
 MAX_BATCH_WAIT_MS = 2.0
 UHD_PIXELS = 3840 * 2160
-LOOPBACK_NAMES = ("localhost",)
 
 
 @dataclass(frozen=True)
@@ -215,32 +213,6 @@ class ServerConfig:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost, or "" (every address)
-
-
-def normalized_origin(origin: str) -> str | None:
-    """`origin` as browsers send it in Origin (scheme://host[:port], lower case, no default port); None if it is
-    not one (a path, no host, "null")."""
-    try:
-        parts = urlsplit(origin.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
-            or parts.query or parts.fragment or parts.username or parts.password:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def _env(environ: Mapping[str, str], name: str, default: Any, parse: Any = str) -> Any:

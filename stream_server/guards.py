@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from stream_server.config import normalized_origin
+from stream_server.addresses import normalized_origin
 from stream_server.errors import AuthError, SignalingError
 
 JSON_CONTENT_TYPE = "application/json"
