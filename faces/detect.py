@@ -101,10 +101,8 @@ class FaceDetector:
             model_selection=1 if cfg.model == "full" else 0,
             min_detection_confidence=cfg.min_score,
         )
-        self._face_mesh_module = face_mesh
         # mediapipe ships no type information: its graphs are Any.
         self._mesh: Any = None
-        # Built on first use: only frames with faces too small for the whole-frame mesh need it.
         self._crop_mesh: Any = None
         if cfg.mesh:
             self._mesh = face_mesh.FaceMesh(
@@ -113,6 +111,15 @@ class FaceDetector:
                 refine_landmarks=cfg.refine_landmarks,
                 min_detection_confidence=cfg.min_score,
                 min_tracking_confidence=0.5,
+            )
+            # Built now although only faces too small for the whole-frame mesh need it: built on first use, its
+            # graph's threads appeared in the middle of a live session (the hour's soak saw +2 threads a session
+            # at minute 20, which no teardown can tell from a leak).
+            self._crop_mesh = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=cfg.refine_landmarks,
+                min_detection_confidence=0.3,
             )
         self._closed = False
         # mediapipe frees a graph's native memory in close(): a detect() still running in another thread
@@ -184,15 +191,8 @@ class FaceDetector:
 
     def _mesh_in_crop(self, frame: ImageRGB, box: Float64Array) -> Float64Array | None:
         """The mesh of the face in *box*, found on an upscaled crop around it (None if not found)."""
-        if not self.config.mesh:
-            return None
         if self._crop_mesh is None:
-            self._crop_mesh = self._face_mesh_module.FaceMesh(
-                static_image_mode=True,
-                max_num_faces=1,
-                refine_landmarks=self.config.refine_landmarks,
-                min_detection_confidence=0.3,
-            )
+            return None
         centre = (box[:2] + box[2:]) / 2
         half = CROP_MESH_CONTEXT * max(box[2] - box[0], box[3] - box[1], 4.0) / 2
         scale = CROP_MESH_SIZE / (2 * half)
