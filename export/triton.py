@@ -13,12 +13,7 @@ from pathlib import Path
 from export.errors import ExportError
 from swapstream.manifest import ModelEntry
 from swapstream.manifest_schema import TensorSpec
-from swapstream.triton_model import (
-    MAX_QUEUE_DELAY_US,
-    SHA256_PARAMETER,
-    TRITON_DATATYPES,
-    preferred_batch_sizes,
-)
+from swapstream.triton_model import SHA256_PARAMETER, model_config_text, tensor_block
 from swapstream.triton_model import triton_model_name as _name_of
 
 log = logging.getLogger(__name__)
@@ -32,17 +27,10 @@ def triton_model_name(entry: ModelEntry) -> str:
 
 
 def _tensor_block(spec: TensorSpec) -> str:
-    datatype = TRITON_DATATYPES.get(spec.dtype)
-    if datatype is None:
-        raise ExportError(f"Triton: no Triton data type for {spec.name}'s {spec.dtype}")
-    dtype = f"TYPE_{datatype}"
-    if not isinstance(spec.shape[0], str):
-        raise ExportError(f"Triton: {spec.name}'s first axis must be the batch axis, found {spec.shape[0]!r}")
-    tail = spec.shape[1:]
-    if not all(isinstance(dim, int) for dim in tail):
-        raise ExportError(f"Triton: {spec.name} has dynamic dimensions past the batch axis: {list(spec.shape)}")
-    dims = ", ".join(str(dim) for dim in tail)
-    return f'  {{\n    name: "{spec.name}"\n    data_type: {dtype}\n    dims: [ {dims} ]\n  }}'
+    try:
+        return tensor_block(spec.name, spec.dtype, spec.shape)
+    except ValueError as exc:
+        raise ExportError(f"Triton: {exc}") from exc
 
 
 def config_pbtxt(entry: ModelEntry, max_batch: int) -> str:
@@ -51,25 +39,14 @@ def config_pbtxt(entry: ModelEntry, max_batch: int) -> str:
     The ONNX file's sha256 rides along as the `swapstream_sha256` parameter, which Triton reports in the model's
     config, so a stream server can check that Triton serves the file its manifest names.
     """
-    preferred = preferred_batch_sizes(max_batch)
-    inputs = ",\n".join(_tensor_block(spec) for spec in entry.inputs)
-    outputs = ",\n".join(_tensor_block(spec) for spec in entry.outputs)
     precision = "FP16" if entry.precision == "fp16" or entry.kind == "swap" else "FP32"
     return (
         f"# {entry.kind} model exported by swapstream from {entry.source.get('run')} "
         f"(step {entry.source.get('step')}); sha256 {entry.sha256}\n"
-        f'name: "{triton_model_name(entry)}"\n'
-        f'platform: "{PLATFORM}"\n'
-        f"max_batch_size: {max_batch}\n"
-        f"input [\n{inputs}\n]\n"
-        f"output [\n{outputs}\n]\n"
-        "dynamic_batching {\n"
-        f"  preferred_batch_size: [ {', '.join(str(size) for size in preferred)} ]\n"
-        f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}\n"
-        "}\n"
-        "instance_group [\n  {\n    count: 1\n    kind: KIND_AUTO\n  }\n]\n"
-        f'parameters {{\n  key: "{SHA256_PARAMETER}"\n  value: {{ string_value: "{entry.sha256}" }}\n}}\n'
-        "# on GPU instances, let ONNX Runtime hand the graph to TensorRT\n"
+        + model_config_text(triton_model_name(entry), f'platform: "{PLATFORM}"', max_batch,
+                            [_tensor_block(spec) for spec in entry.inputs],
+                            [_tensor_block(spec) for spec in entry.outputs], {SHA256_PARAMETER: entry.sha256})
+        + "# on GPU instances, let ONNX Runtime hand the graph to TensorRT\n"
         "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
         f'      {{\n        name: "tensorrt"\n        parameters {{ key: "precision_mode" value: "{precision}" }}\n'
         "      }\n    ]\n  }\n}\n"
