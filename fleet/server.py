@@ -1,7 +1,8 @@
 """A real Triton Inference Server serving every model of a manifest, started and stopped through PyTriton.
 
 Start-up: read the manifest, open each model with ONNX Runtime (checking its file's sha256), make sure the three
-ports are free, start `tritonserver` (bundled in the nvidia-pytriton wheel) with every model bound, then wait
+ports are free, start `tritonserver` (bundled in the nvidia-pytriton wheel) with every model in a private model
+repository run by its Python backend (fleet/repository.py) or, with the pytriton runner, bound to this process; wait
 until Triton reports each model ready: Triton answers `/v2/health/ready` before the models are loaded, so only
 per-model readiness means the fleet can take requests. Stop: PyTriton unloads the models and stops tritonserver,
 which removes the Python backend's shared-memory regions from /dev/shm.
@@ -13,19 +14,25 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import socket
 import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from pytriton.client.auth import create_auth_headers
 from pytriton.triton import Triton, TritonConfig
 
 from fleet.bindings import ModelBinding, bind_model, plan_binding
 from fleet.config import TritonServeConfig
 from fleet.errors import FleetError, TritonStartError
 from fleet.model_files import InferenceBackend, ModelLoadError, load_backend, load_manifest
+from fleet.repository import write_backend_repository
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ class TritonModelServer:
         self.startup_s: float | None = None
         self._backends: list[InferenceBackend] = []
         self._triton: Triton | None = None
+        self._repository: Path | None = None
 
     def __enter__(self) -> TritonModelServer:
         self.start()
@@ -68,17 +76,27 @@ class TritonModelServer:
         self.bindings = [plan_binding(entry, config.models_dir, config.max_batch, config.max_queue_delay_us)
                          for entry in manifest.models]
         threads = config.threads or os.cpu_count() or 1
+        # the parent opens every model as the media servers would: sha256, tensor names and shapes, named errors
         self._backends = [load_backend(entry, config.models_dir, intra_op_threads=threads)
                           for entry in manifest.models]
-        triton = Triton(config=TritonConfig(
-            grpc_address=config.host, grpc_port=config.grpc_port,
-            http_address=config.host, http_port=config.http_port,
-            metrics_address=config.host, metrics_port=config.metrics_port,
-            exit_timeout_secs=EXIT_TIMEOUT_S, log_verbose=0,
-        ))
-        self._triton = triton
         try:
-            for binding, backend in zip(self.bindings, self._backends):
+            repository = None
+            if config.runner == "backend":
+                self._close_backends()  # checked; tritonserver's Python backend opens its own copies
+                self._repository = Path(tempfile.mkdtemp(prefix="swapstream-triton-"))
+                repository = write_backend_repository(self._repository, self.bindings, config.models_dir, threads)
+            triton = Triton(config=TritonConfig(
+                grpc_address=config.host, grpc_port=config.grpc_port,
+                http_address=config.host, http_port=config.http_port,
+                metrics_address=config.host, metrics_port=config.metrics_port,
+                exit_timeout_secs=EXIT_TIMEOUT_S, log_verbose=0, model_repository=repository,
+                # with our repository tritonserver loads the models itself, before it answers: a model that fails
+                # must neither stop it nor hold readiness (PyTriton would wait 120 s), so that the wait below
+                # reports the model and Triton's reason at once
+                exit_on_error=False if repository else None, strict_readiness=False if repository else None,
+            ))
+            self._triton = triton
+            for binding, backend in zip(self.bindings, self._backends):  # none with the backend runner
                 bind_model(triton, binding, backend)
             try:
                 with _interpreter_libraries_first():
@@ -107,6 +125,10 @@ class TritonModelServer:
                     last_error = f" (last answer: {exc})"
                 if not waiting:
                     break
+                failed = _failed_models(client, waiting, self._access_headers())
+                if failed:
+                    raise TritonStartError("Triton could not load " + "; ".join(
+                        f"{name}: {reason}" for name, reason in failed.items()) + " (the whole reason is in its log above)")
                 if not self.alive:
                     raise TritonStartError(f"tritonserver exited while loading {', '.join(waiting)}; its log is "
                                            "above")
@@ -116,6 +138,11 @@ class TritonModelServer:
                 time.sleep(READY_POLL_S)
         finally:
             client.close()
+
+    def _access_headers(self) -> dict[str, str]:
+        # PyTriton guards Triton's model-repository endpoints (load, unload, index) with a token of its own
+        token = self._triton.get_access_token() if self._triton is not None else None
+        return create_auth_headers(token, "grpc") if token else {}
 
     @property
     def alive(self) -> bool:
@@ -133,11 +160,29 @@ class TritonModelServer:
         triton, self._triton = self._triton, None
         if triton is not None:
             triton.stop()
+        self._close_backends()
+        repository, self._repository = self._repository, None
+        if repository is not None:
+            shutil.rmtree(repository, ignore_errors=True)
+
+    def _close_backends(self) -> None:
         for backend in self._backends:
             close = getattr(backend, "close", None)
             if close is not None:
                 close()
         self._backends = []
+
+
+def _failed_models(client: Any, names: list[str], headers: dict[str, str]) -> dict[str, str]:
+    """Those of `names` whose load failed, with Triton's reason (from its repository index; empty if unknown)."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        index = client.get_model_repository_index(headers=headers, client_timeout=2.0)
+    except InferenceServerException:
+        return {}
+    return {model.name: model.reason.split("\n")[0] for model in index.models
+            if model.name in names and model.state == "UNAVAILABLE" and model.reason}
 
 
 def _check_ports_free(config: TritonServeConfig) -> None:
