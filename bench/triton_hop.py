@@ -5,9 +5,9 @@ The profile is `swapstream profile`'s (clients.profile.measure_run, as bench/str
 640x480 synthetic face at 15 fps sent through POST /offer, each frame's number stamped in the corner the server
 never draws on and read back, the round trip timed per frame. For each session count and each round, in turn:
 - `in-process`: `swapstream serve --models M` (ONNX Runtime in the server, its micro-batcher on);
-- `triton R D us`: `swapstream serve --models M --inference triton://...` (no batcher in the server) against a
-  `swapstream triton --runner R` whose dynamic batcher waits at most D us for company (`--runners`, default
-  backend; `--queue-delays`, default 0; one Triton per runner and delay, all started once for the run).
+- `triton D us`: `swapstream serve --models M --inference triton://...` (no batcher in the server) against a
+  `swapstream triton` whose dynamic batcher waits at most D us for company (`--queue-delays`, default 0; one
+  Triton per delay, all started once for the run).
 N sessions stream at once from this process; their frames after the warm-up are pooled. Each Triton row's added
 p50/p95 and ratio are against the in-process row of the same round and session count. Also per row: the server
 process's CPU time per frame it sent (decode, tracking, blend, encode; for in-process also inference), and for
@@ -16,8 +16,7 @@ processes' CPU time per face; and the server's own mean `infer` stage (in-proces
 wait; Triton: the whole round trip to it), the hop in the server's terms, steadier than round trips.
 
     PYTHONPATH=. .venv/bin/python bench/triton_hop.py --models models/demo
-    PYTHONPATH=. .venv/bin/python bench/triton_hop.py --models models/demo --sessions 1 --rounds 3 \
-        --runners backend pytriton --queue-delays 0 2000
+    PYTHONPATH=. .venv/bin/python bench/triton_hop.py --models models/demo --sessions 1 --rounds 3 --queue-delays 0 2000
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from clients.profile import ProfileConfig, measure_run  # noqa: E402
 from clients.roundtrip import RunReport  # noqa: E402
 from clients.webrtc import ServerEndpoint  # noqa: E402
-from fleet.config import RUNNERS  # noqa: E402
 from fleet.process import ServeCommand, TritonCommand, descendants, process_stats  # noqa: E402
 from swapstream.triton_model import MAX_QUEUE_DELAY_US, triton_model_name  # noqa: E402
 
@@ -57,7 +55,6 @@ class HopConfig:
 
     models: Path
     sessions: tuple[int, ...]
-    runners: tuple[str, ...]
     queue_delays: tuple[int, ...]
     rounds: int
     seconds: float
@@ -89,8 +86,6 @@ def parse_args(argv: list[str]) -> HopConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=Path("models/demo"), help="models folder (manifest.json)")
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4], help="session counts (default 1 4)")
-    parser.add_argument("--runners", nargs="+", choices=RUNNERS, default=["backend"],
-                        help="swapstream triton --runner values, one Triton each (default backend)")
     parser.add_argument("--queue-delays", type=int, nargs="+", default=[MAX_QUEUE_DELAY_US],
                         help=f"Triton dynamic-batcher max queue delays in us, one Triton each (default "
                              f"{MAX_QUEUE_DELAY_US})")
@@ -104,7 +99,7 @@ def parse_args(argv: list[str]) -> HopConfig:
     args = parser.parse_args(argv)
     if not (args.models / "manifest.json").is_file():
         parser.error(f"--models {args.models}: no manifest.json")
-    return HopConfig(args.models, tuple(args.sessions), tuple(args.runners), tuple(args.queue_delays), args.rounds, args.seconds,
+    return HopConfig(args.models, tuple(args.sessions), tuple(args.queue_delays), args.rounds, args.seconds,
                      args.warmup, args.fps, args.size, args.detect_every, args.json)
 
 
@@ -183,14 +178,12 @@ def run(config: HopConfig) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="triton-hop-") as folder, contextlib.ExitStack() as stack:
         logs = Path(folder)
         tritons: dict[str, TritonCommand] = {}
-        for runner in config.runners:
-            for delay in config.queue_delays:
-                triton = TritonCommand(config.models, logs, extra_args=("--threads", "1", "--runner", runner,
-                                                                        "--max-queue-delay-us", str(delay)))
-                print(f"swapstream triton --runner {runner}, max queue delay {delay} us: ready in "
-                      f"{triton.start():.1f} s")
-                stack.callback(triton.stop)
-                tritons[f"triton {runner} {delay} us"] = triton
+        for delay in config.queue_delays:
+            triton = TritonCommand(config.models, logs, extra_args=("--threads", "1", "--max-queue-delay-us",
+                                                                    str(delay)))
+            print(f"swapstream triton, max queue delay {delay} us: ready in {triton.start():.1f} s")
+            stack.callback(triton.stop)
+            tritons[f"triton {delay} us"] = triton
         for round_ in range(1, config.rounds + 1):
             for sessions in config.sessions:
                 rows.append(measure(IN_PROCESS, sessions, round_, frames, config, logs, None))
@@ -203,13 +196,13 @@ def print_rows(rows: list[Row], config: HopConfig) -> None:
     print(f"\nTriton hop, {config.size[0]}x{config.size[1]} @ {config.fps:g} fps per session, {config.seconds:g} s "
           f"per row ({config.warmup:g} s warm-up left out), detect every {config.detect_every}; added and ratio: "
           "over in-process, same round and sessions")
-    print(f"{'mode':<26} {'sess':>4} {'rnd':>3} {'p50 ms':>7} {'p95 ms':>7} {'added p50':>9} {'added p95':>9} "
+    print(f"{'mode':<16} {'sess':>4} {'rnd':>3} {'p50 ms':>7} {'p95 ms':>7} {'added p50':>9} {'added p95':>9} "
           f"{'ratio p50':>9} {'fps out':>7} {'srv CPU ms/frame':>16} {'srv infer':>9} {'Triton queue':>12} {'compute':>7} "
           f"{'faces/exec':>10} {'CPU ms/face':>11}")
     baseline = {(r.sessions, r.round): r for r in rows if r.mode == IN_PROCESS}
     for row in rows:
         base = baseline[(row.sessions, row.round)]
-        line = (f"{row.mode:<26} {row.sessions:>4} {row.round:>3} {row.p50_ms:>7.1f} {row.p95_ms:>7.1f} "
+        line = (f"{row.mode:<16} {row.sessions:>4} {row.round:>3} {row.p50_ms:>7.1f} {row.p95_ms:>7.1f} "
                 f"{row.p50_ms - base.p50_ms:>+9.1f} {row.p95_ms - base.p95_ms:>+9.1f} "
                 f"{row.p50_ms / base.p50_ms:>9.2f} {row.fps_out:>7.1f} {row.server_cpu_ms_per_frame:>16.1f} "
                 f"{row.server_infer_ms if row.server_infer_ms is not None else float('nan'):>9.2f}")

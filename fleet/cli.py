@@ -1,8 +1,7 @@
 """`swapstream triton --models DIR [--host 127.0.0.1] [--grpc-port 8001] [--http-port 8000] [--metrics-port 8002]`.
 
 Serves every model of the manifest on a real Triton Inference Server (PyTriton's bundled tritonserver, the models
-run by ONNX Runtime in its Python backend, or with `--runner pytriton` in this process) until SIGTERM or SIGINT,
-then stops it cleanly.
+run by ONNX Runtime inside its Python backend) until SIGTERM or SIGINT, then stops it cleanly.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from fleet.config import RUNNERS, TritonServeConfig
+from fleet.config import TritonServeConfig
 from fleet.server import TritonModelServer
 from swapstream.triton_model import MAX_QUEUE_DELAY_US
 
@@ -39,15 +38,11 @@ def parse_args(argv: list[str]) -> TritonServeConfig:
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime threads per model (default: one per CPU core)")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds the models may take to load")
-    parser.add_argument("--runner", choices=RUNNERS, default="backend",
-                        help="where ONNX Runtime runs the models: inside tritonserver's Python backend (backend, the "
-                             "default) or in this process through PyTriton's bindings (pytriton: one more hand-over "
-                             "per request)")
     args = parser.parse_args(argv)
     return TritonServeConfig(models_dir=args.models, host=args.host, grpc_port=args.grpc_port,
                              http_port=args.http_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
                              max_queue_delay_us=args.max_queue_delay_us, threads=args.threads,
-                             ready_timeout_s=args.ready_timeout, runner=args.runner)
+                             ready_timeout_s=args.ready_timeout)
 
 
 def main(argv: list[str]) -> int:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from fleet.errors import ConfigError
 from swapstream.triton_model import MAX_QUEUE_DELAY_US
-
-RUNNERS = ("backend", "pytriton")
 
 
 @dataclass(frozen=True)
@@ -22,11 +19,9 @@ class TritonServeConfig:
     max_batch: the largest batch each model takes; None: as `export --triton`'s repository says where it exists
         (`MODELS/triton/<model>/config.pbtxt`), else swapstream's default.
     max_queue_delay_us: how long Triton's dynamic batcher may hold a request to gather a batch.
-    threads: ONNX Runtime intra-op threads per model; None: one per CPU core (the machine serves inference only).
+    threads: ONNX Runtime intra-op threads per model (in tritonserver's Python backend); None: one per CPU core
+        (the machine serves inference only).
     ready_timeout_s: how long the models may take to become ready before the command gives up.
-    runner: where the models run. "backend" (default): ONNX Runtime inside tritonserver's Python backend
-        (fleet/backend_model.py); "pytriton": PyTriton's bindings, ONNX Runtime in this process, one more hand-over
-        per request (docs/scale.md measures both).
     """
 
     models_dir: Path
@@ -38,7 +33,6 @@ class TritonServeConfig:
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US
     threads: int | None = None
     ready_timeout_s: float = 120.0
-    runner: Literal["backend", "pytriton"] = "backend"
 
     def __post_init__(self) -> None:
         ports = {"--grpc-port": self.grpc_port, "--http-port": self.http_port, "--metrics-port": self.metrics_port}
@@ -55,8 +49,6 @@ class TritonServeConfig:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.ready_timeout_s <= 0:
             raise ConfigError(f"--ready-timeout must be positive, got {self.ready_timeout_s}")
-        if self.runner not in RUNNERS:
-            raise ConfigError(f"--runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
         if not self.host:
             raise ConfigError("--host must not be empty")
 

@@ -2,7 +2,7 @@
 
 Start-up: read the manifest, open each model with ONNX Runtime (checking its file's sha256), make sure the three
 ports are free, start `tritonserver` (bundled in the nvidia-pytriton wheel) with every model in a private model
-repository run by its Python backend (fleet/repository.py) or, with the pytriton runner, bound to this process; wait
+repository, run by ONNX Runtime inside its Python backend (fleet/repository.py, fleet/backend_model.py); wait
 until Triton reports each model ready: Triton answers `/v2/health/ready` before the models are loaded, so only
 per-model readiness means the fleet can take requests. Stop: PyTriton unloads the models and stops tritonserver,
 which removes the Python backend's shared-memory regions from /dev/shm.
@@ -28,7 +28,7 @@ from typing import Any
 from pytriton.client.auth import create_auth_headers
 from pytriton.triton import Triton, TritonConfig
 
-from fleet.bindings import ModelBinding, bind_model, plan_binding
+from fleet.bindings import ModelBinding, plan_binding
 from fleet.config import TritonServeConfig
 from fleet.errors import FleetError, TritonStartError
 from fleet.model_files import InferenceBackend, ModelLoadError, load_backend, load_manifest
@@ -48,7 +48,6 @@ class TritonModelServer:
         self.config = config
         self.bindings: list[ModelBinding] = []
         self.startup_s: float | None = None
-        self._backends: list[InferenceBackend] = []
         self._triton: Triton | None = None
         self._repository: Path | None = None
 
@@ -76,28 +75,24 @@ class TritonModelServer:
         self.bindings = [plan_binding(entry, config.models_dir, config.max_batch, config.max_queue_delay_us)
                          for entry in manifest.models]
         threads = config.threads or os.cpu_count() or 1
-        # the parent opens every model as the media servers would: sha256, tensor names and shapes, named errors
-        self._backends = [load_backend(entry, config.models_dir, intra_op_threads=threads)
-                          for entry in manifest.models]
+        # opened here as the media servers open them (sha256, tensor names and shapes, errors naming the file),
+        # then closed: tritonserver's Python backend runs its own copies
+        for entry in manifest.models:
+            _close(load_backend(entry, config.models_dir, intra_op_threads=1))
         try:
-            repository = None
-            if config.runner == "backend":
-                self._close_backends()  # checked; tritonserver's Python backend opens its own copies
-                self._repository = Path(tempfile.mkdtemp(prefix="swapstream-triton-"))
-                repository = write_backend_repository(self._repository, self.bindings, config.models_dir, threads)
+            self._repository = Path(tempfile.mkdtemp(prefix="swapstream-triton-"))
+            write_backend_repository(self._repository, self.bindings, config.models_dir, threads)
             triton = Triton(config=TritonConfig(
                 grpc_address=config.host, grpc_port=config.grpc_port,
                 http_address=config.host, http_port=config.http_port,
                 metrics_address=config.host, metrics_port=config.metrics_port,
-                exit_timeout_secs=EXIT_TIMEOUT_S, log_verbose=0, model_repository=repository,
-                # with our repository tritonserver loads the models itself, before it answers: a model that fails
-                # must neither stop it nor hold readiness (PyTriton would wait 120 s), so that the wait below
-                # reports the model and Triton's reason at once
-                exit_on_error=False if repository else None, strict_readiness=False if repository else None,
+                exit_timeout_secs=EXIT_TIMEOUT_S, log_verbose=0, model_repository=self._repository,
+                # tritonserver loads the repository's models itself, before it answers: a model that fails must
+                # neither stop it nor hold readiness (PyTriton would wait 120 s), so that the wait below reports
+                # the model and Triton's reason at once
+                exit_on_error=False, strict_readiness=False,
             ))
             self._triton = triton
-            for binding, backend in zip(self.bindings, self._backends):  # none with the backend runner
-                bind_model(triton, binding, backend)
             try:
                 with _interpreter_libraries_first():
                     triton.run()
@@ -160,17 +155,15 @@ class TritonModelServer:
         triton, self._triton = self._triton, None
         if triton is not None:
             triton.stop()
-        self._close_backends()
         repository, self._repository = self._repository, None
         if repository is not None:
             shutil.rmtree(repository, ignore_errors=True)
 
-    def _close_backends(self) -> None:
-        for backend in self._backends:
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
-        self._backends = []
+
+def _close(backend: InferenceBackend) -> None:
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 def _failed_models(client: Any, names: list[str], headers: dict[str, str]) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """`export --triton`'s repository and `swapstream triton` declare the same models: names, tensors, shapes, data
-types, batching and sha256, so a media server cannot tell the NGC Triton container from the PyTriton one."""
+types, batching and sha256, as the running Triton reports them, so a media server cannot tell the NGC Triton
+container from `swapstream triton`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def _tensors(tensors: object) -> list[tuple[str, str, list[int]]]:
     return [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors]  # type: ignore[attr-defined]
 
 
-def test_repository_configs_and_pytriton_bindings_agree(exported_models: Path, triton_server: TritonProcess) -> None:
+def test_repository_configs_and_served_configs_agree(exported_models: Path, triton_server: TritonProcess) -> None:
     manifest = json.loads((exported_models / "manifest.json").read_text())
     repository = exported_models / "triton"
     client = grpcclient.InferenceServerClient(triton_server.address)
