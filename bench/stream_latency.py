@@ -18,13 +18,8 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.server_process import ServerProcess  # noqa: E402
 from clients.profile import ProfileConfig, measure_run  # noqa: E402
 from clients.webrtc import ServerEndpoint  # noqa: E402
 from rtc.jitterbuffer import JITTER_BUFFER_MODES, JitterBufferMode  # noqa: E402
@@ -58,46 +54,11 @@ class ModeResult:
     server_added_ms_mean: float | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode()
-
-
-def start_server(mode: str, args: argparse.Namespace, port: int, jitter_buffer: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "swapstream.cli", "serve", "--pipeline", mode, "--host", "127.0.0.1",
-               "--port", str(port), "--jitter-buffer", jitter_buffer, "--detect-every", str(args.detect_every),
-               "--max-sessions", "1"]
-    if mode == "swap":
-        command += ["--models", str(args.models)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the {mode} server exited: {process.stderr.read() if process.stderr else ''}")
-        try:
-            _get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"the {mode} server did not answer /healthz within 60 s")
-
-
-def stop_server(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def server_args(mode: str, args: argparse.Namespace, jitter_buffer: str) -> list[str]:
+    """`swapstream serve` flags for one mode (bench.server_process.ServerProcess adds host and port)."""
+    flags = ["--pipeline", mode, "--jitter-buffer", jitter_buffer, "--detect-every", str(args.detect_every),
+             "--max-sessions", "1"]
+    return flags + (["--models", str(args.models)] if mode == "swap" else [])
 
 
 async def measure(mode: str, base_url: str, provider: str, frames: list[np.ndarray], args: argparse.Namespace,
@@ -169,17 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_jitter_buffers:
         runs.append(("echo", other))
     results: list[ModeResult] = []
-    for mode, jitter_buffer in runs:
-        port = _free_port()
-        server = start_server(mode, args, port, jitter_buffer)
-        try:
-            health = json.loads(_get(f"http://127.0.0.1:{port}/healthz"))
-            logger.info("%s (%s jitter buffer): streaming %.0f s of %dx%d at %.0f fps (provider %s)", mode,
-                        jitter_buffer, args.seconds, *args.size, args.fps, health["provider"])
-            results.append(asyncio.run(measure(mode, f"http://127.0.0.1:{port}", health["provider"], frames, args,
-                                               jitter_buffer)))
-        finally:
-            stop_server(server)
+    with tempfile.TemporaryDirectory(prefix="stream-latency-") as logs:
+        for mode, jitter_buffer in runs:
+            log_path = Path(logs) / f"serve-{mode}-{jitter_buffer}.log"
+            with ServerProcess(server_args(mode, args, jitter_buffer), log_path, startup_timeout_s=60) as server:
+                provider = server.healthz()["provider"]
+                logger.info("%s (%s jitter buffer): streaming %.0f s of %dx%d at %.0f fps (provider %s)", mode,
+                            jitter_buffer, args.seconds, *args.size, args.fps, provider)
+                results.append(asyncio.run(measure(mode, server.url.rstrip("/"), provider, frames, args,
+                                                   jitter_buffer)))
 
     echo, swap = results[0], results[1]
     print(f"\nstream latency, {args.size[0]}x{args.size[1]} @ {args.fps:g} fps in, {args.seconds:g} s per mode, "
