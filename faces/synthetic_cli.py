@@ -140,7 +140,7 @@ def run(config: SynthConfig) -> Path:
             truth_file = stack.enter_context(open(truth_tmp, "w", encoding="utf-8"))
 
         def frames_with_truth() -> Iterator[SyntheticFrame]:
-            for index, frame in enumerate(tqdm(frames, total=config.frames, desc="render", unit="frame")):
+            for index, frame in enumerate(tqdm(frames, total=config.frames, desc="render", unit="frame", disable=None)):
                 if truth_file is not None:
                     truth_file.write(json.dumps(_truth_record(index, frame)) + "\n")
                 yield frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import logging
 from pathlib import Path
@@ -62,7 +63,8 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
                    help="random warp of the input, control-point sigma / face size (default 0.025)")
     p.add_argument("--colour-swap", type=float, default=0.0,
                    help="share of inputs recoloured to the other identity's colours, target unchanged (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (logs only; also off when stderr is not a terminal)")
 
 
 def _digits_parser(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +90,8 @@ def _digits_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--correction-repeat", type=int, default=20,
                    help="times each --data correction is repeated in the training set (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (also off when stderr is not a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +130,7 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
                              eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight),
             augment=AugmentConfig(warp_strength=args.warp_strength, colour_swap=args.colour_swap),
-            progress=not args.no_progress,
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -146,7 +149,7 @@ def _run_digits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         config = DigitsTrainConfig(out=args.out, arch=args.arch, data=args.data, test_data=args.test_data,
                                    init=args.init, epochs=args.epochs, batch=args.batch, lr=args.lr,
                                    pad_variants=args.pad_variants, correction_repeat=args.correction_repeat,
-                                   seed=args.seed, progress=not args.no_progress)
+                                   seed=args.seed, progress=not args.no_progress and sys.stderr.isatty())
     except ValueError as exc:
         parser.error(str(exc))
     result = train_digits(config)

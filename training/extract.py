@@ -13,6 +13,7 @@ and filters faces frame by frame and holds the command line.
 from __future__ import annotations
 
 import argparse
+import sys
 import logging
 import time
 from contextlib import closing
@@ -260,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-faces", type=int, default=1, help="most faces per frame (default 1)")
     parser.add_argument("--min-score", type=float, default=0.5, help="detector confidence threshold (default 0.5)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames; a rerun continues")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (also off when stderr is not a terminal)")
     return parser
 
 
@@ -276,7 +278,7 @@ def config_from_args(argv: list[str]) -> ExtractConfig:
         max_faces=args.max_faces,
         min_score=args.min_score,
         max_frames=args.max_frames,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),
     )
 
 
