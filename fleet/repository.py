@@ -1,4 +1,4 @@
-"""The model repository `swapstream triton` serves by default: each manifest model in Triton's Python backend.
+"""The model repository `swapstream triton` serves: each manifest model in Triton's Python backend.
 
 Per model: `<name>/config.pbtxt` (the same name, tensors, batching and sha256 parameter as `export --triton`'s
 repository, written by the same function, with `backend: "python"`), `<name>/1/model.onnx` (a copy of the

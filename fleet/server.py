@@ -122,8 +122,8 @@ class TritonModelServer:
                     break
                 failed = _failed_models(client, waiting, self._access_headers())
                 if failed:
-                    raise TritonStartError("Triton could not load " + "; ".join(
-                        f"{name}: {reason}" for name, reason in failed.items()) + " (the whole reason is in its log above)")
+                    reasons = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+                    raise TritonStartError(f"Triton could not load {reasons} (the whole reason is in its log above)")
                 if not self.alive:
                     raise TritonStartError(f"tritonserver exited while loading {', '.join(waiting)}; its log is "
                                            "above")
@@ -141,7 +141,7 @@ class TritonModelServer:
 
     @property
     def alive(self) -> bool:
-        """Whether tritonserver and every model's inference handler are running."""
+        """Whether tritonserver is running (the models run inside it)."""
         return self._triton is not None and bool(self._triton.is_alive())
 
     def serve_until(self, stop: threading.Event, poll_s: float = 0.5) -> None:

@@ -1,4 +1,4 @@
-"""`swapstream triton`'s default runner: the models in Triton's Python backend (fleet/repository.py writes the
+"""`swapstream triton` runs the models in Triton's Python backend (fleet/repository.py writes the
 repository, fleet/backend_model.py runs ONNX Runtime inside the backend's process).
 
 The repository declares exactly what `export --triton`'s does (so the NGC container and `swapstream triton` look
