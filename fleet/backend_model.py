@@ -3,7 +3,7 @@
 `swapstream triton` copies this file as `<model>/1/model.py` into the repository it serves (fleet/repository.py),
 beside the checked `model.onnx`. Triton's Python backend runs it in its stub process, which receives each batch
 from tritonserver through shared memory; PyTriton's own bindings would hand the batch on once more, from that stub
-to the `swapstream triton` process and back, which measured ~5 ms per request on a 2-core CPU (docs/scale.md).
+to the `swapstream triton` process and back, which cost 3-4 ms per request on a 2-core CPU (docs/scale.md).
 
 Self-contained on purpose: the stub imports it by path, so it needs only numpy, onnxruntime and the backend's
 `triton_python_backend_utils`, never the rest of swapstream.
