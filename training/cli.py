@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import dataclasses
 import logging
 from pathlib import Path
@@ -130,7 +129,7 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
                              eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight),
             augment=AugmentConfig(warp_strength=args.warp_strength, colour_swap=args.colour_swap),
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=not args.no_progress,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -149,7 +148,7 @@ def _run_digits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         config = DigitsTrainConfig(out=args.out, arch=args.arch, data=args.data, test_data=args.test_data,
                                    init=args.init, epochs=args.epochs, batch=args.batch, lr=args.lr,
                                    pad_variants=args.pad_variants, correction_repeat=args.correction_repeat,
-                                   seed=args.seed, progress=not args.no_progress and sys.stderr.isatty())
+                                   seed=args.seed, progress=not args.no_progress)
     except ValueError as exc:
         parser.error(str(exc))
     result = train_digits(config)

@@ -434,7 +434,8 @@ def _train_digits(config: DigitsTrainConfig, started: float) -> DigitsResult:
     generator = torch.Generator().manual_seed(config.seed)
     train_losses: list[float] = []
     test_losses: list[float] = []
-    bar = tqdm(range(config.epoch_count), desc=f"train digits ({config.arch})", unit="epoch", disable=not config.progress)
+    bar = tqdm(range(config.epoch_count), desc=f"train digits ({config.arch})", unit="epoch",
+               disable=None if config.progress else True)  # None: on a terminal only
     for _ in bar:
         model.train()
         order = torch.randperm(len(x_train), generator=generator)

@@ -13,7 +13,6 @@ and filters faces frame by frame and holds the command line.
 from __future__ import annotations
 
 import argparse
-import sys
 import logging
 import time
 from contextlib import closing
@@ -175,7 +174,7 @@ def extract_faces(config: ExtractConfig) -> ExtractSummary:
     total = sum(source.wanted_frames(config.every) for source in sources)
     summary.frames_already_done = state.frames_done(sources, config.every)
     bar = tqdm(total=total, initial=min(summary.frames_already_done, total), desc="extract", unit="frame",
-               disable=not config.progress)
+               disable=None if config.progress else True)
     run = _Run(config, state, writer, summary, _FrameBudget(config.max_frames), bar)
     try:
         with writer:
@@ -278,7 +277,7 @@ def config_from_args(argv: list[str]) -> ExtractConfig:
         max_faces=args.max_faces,
         min_score=args.min_score,
         max_frames=args.max_frames,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress,
     )
 
 

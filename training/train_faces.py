@@ -434,8 +434,9 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
     interrupted = False
     stream = BatchStream(faces_a, faces_b, config.batch, config.augment, seed=config.seed,
                          start_step=start_step, workers=config.workers)
-    bar = tqdm(total=config.steps, initial=start_step, desc="train faces", unit="step", disable=not config.progress,
-               dynamic_ncols=True)
+    # disable=None: tqdm shows the bar only on a terminal (no carriage-return noise in logs)
+    bar = tqdm(total=config.steps, initial=start_step, desc="train faces", unit="step",
+               disable=None if config.progress else True, dynamic_ncols=True)
     started = time.perf_counter()
     try:
         with catch_stop_signals(stop), stream:
