@@ -14,17 +14,9 @@ import numpy as np
 
 from evaluation.arrays import Floats, Image
 from faces.detect import FaceDetector
+from faces.expression import CHIN, eye_opening, face_height, mouth_opening
 
-FOREHEAD_TOP = 10
-CHIN = 152
 NOSE_TIP = 1
-INNER_LIP_UPPER = 13
-INNER_LIP_LOWER = 14
-# Per eye: its two corners and three (upper lid, lower lid) pairs. The first eye is the one on the image's left.
-EYES: tuple[tuple[tuple[int, int], tuple[tuple[int, int], ...]], ...] = (
-    ((33, 133), ((160, 144), (159, 145), (158, 153))),
-    ((263, 362), ((385, 380), (386, 374), (387, 373))),
-)
 # A generic head for the pose fit (arbitrary units, camera axes: x to the image's right, y down, z away from the
 # camera; the nose tip at the origin): nose tip, chin, outer eye corners and mouth corners, image-left first.
 POSE_POINTS = (NOSE_TIP, CHIN, 33, 263, 61, 291)
@@ -55,26 +47,6 @@ class FaceMeasure:
     """(468, 2) pixels."""
     box: Floats
     """The detector's box x0, y0, x1, y1 (pixels)."""
-
-
-def face_height(mesh: Floats) -> float:
-    """Forehead top to chin in pixels."""
-    return float(np.linalg.norm(mesh[FOREHEAD_TOP] - mesh[CHIN]))
-
-
-def mouth_opening(mesh: Floats) -> float:
-    """The inner-lip gap over the face height: ~0 closed, ~0.1 wide open."""
-    return float(np.linalg.norm(mesh[INNER_LIP_UPPER] - mesh[INNER_LIP_LOWER])) / max(face_height(mesh), 1e-6)
-
-
-def eye_opening(mesh: Floats) -> float:
-    """The lid gap over the eye's width, averaged over both eyes: ~0 closed, ~0.3 open."""
-    ratios = []
-    for (corner_a, corner_b), lids in EYES:
-        width = max(float(np.linalg.norm(mesh[corner_a] - mesh[corner_b])), 1e-6)
-        gap = np.mean([np.linalg.norm(mesh[upper] - mesh[lower]) for upper, lower in lids])
-        ratios.append(float(gap) / width)
-    return float(np.mean(ratios))
 
 
 def head_rotation(mesh: Floats, frame_size: tuple[int, int]) -> Floats:

@@ -62,6 +62,11 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
                    help="random warp of the input, control-point sigma / face size (default 0.025)")
     p.add_argument("--colour-swap", type=float, default=0.0,
                    help="share of inputs recoloured to the other identity's colours, target unchanged (default 0)")
+    p.add_argument("--balance-eyes", type=float, default=0.0,
+                   help="draw faces with rare eye openings (blinks) more often: 0 uniform (default), 1 every "
+                        "eye opening about equally often")
+    p.add_argument("--balance-mouth", type=float, default=0.0,
+                   help="the same for the mouth opening (default 0)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (logs only; also off when stderr is not a terminal)")
 
@@ -129,7 +134,7 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
                              eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight),
             augment=AugmentConfig(warp_strength=args.warp_strength, colour_swap=args.colour_swap),
-            progress=not args.no_progress,
+            balance_eyes=args.balance_eyes, balance_mouth=args.balance_mouth, progress=not args.no_progress,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -200,15 +200,26 @@ def make_side_batch(faceset: FaceSet, indices: np.ndarray, rng: np.random.Genera
     return SideBatch(stack(inputs), stack(targets), stack(masks), stack(features))
 
 
+def draw_indices(rng: np.random.Generator, count: int, batch: int, probabilities: np.ndarray | None) -> np.ndarray:
+    """`batch` face indices out of `count`, uniformly or with the given per-face probabilities."""
+    # uniform draws stay rng.integers, so runs without expression balance see the batches they always did
+    if probabilities is None:
+        return rng.integers(0, count, size=batch)
+    return rng.choice(count, size=batch, p=probabilities)
+
+
 class BatchStream:
     """Yields a PairBatch per step from `start_step` on, prepared ahead by a thread pool.
 
     Each step's batch depends only on (seed, step), so a resumed run sees the same data it would have seen.
+    `probabilities` (per side, or None for uniform) make some faces more likely to be drawn (expression_balance).
     """
 
     def __init__(self, faces_a: FaceSet, faces_b: FaceSet, batch: int, augment: AugmentConfig, *, seed: int,
-                 start_step: int, workers: int = 2, prefetch: int = 4) -> None:
+                 start_step: int, workers: int = 2, prefetch: int = 4,
+                 probabilities: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> None:
         self.faces_a, self.faces_b = faces_a, faces_b
+        self.probabilities_a, self.probabilities_b = probabilities
         self.batch, self.augment, self.seed = batch, augment, seed
         self.next_step = start_step
         self.prefetch = max(1, prefetch)
@@ -217,8 +228,8 @@ class BatchStream:
 
     def _build(self, step: int) -> PairBatch:
         rng = np.random.default_rng([self.seed, step])
-        idx_a = rng.integers(0, len(self.faces_a), size=self.batch)
-        idx_b = rng.integers(0, len(self.faces_b), size=self.batch)
+        idx_a = draw_indices(rng, len(self.faces_a), self.batch, self.probabilities_a)
+        idx_b = draw_indices(rng, len(self.faces_b), self.batch, self.probabilities_b)
         side_a = make_side_batch(self.faces_a, idx_a, rng, self.augment, other=self.faces_b)
         side_b = make_side_batch(self.faces_b, idx_b, rng, self.augment, other=self.faces_a)
         return PairBatch(step=step, a=side_a, b=side_b)

@@ -35,6 +35,7 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.errors import CheckpointError, TrainingError
+from training.expression_balance import balance_expressions
 from training.faceset import BatchStream, FaceSet, SideBatch, make_side_batch
 from training.losses import LossWeights, face_losses, masked_dssim, masked_l1
 from training.swap_model import SwapAutoencoder, describe_parameters
@@ -108,6 +109,10 @@ class FaceTrainConfig:
     """Start from this checkpoint's weights (shared encoder + both decoders), not from random ones (--base)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    balance_eyes: float = 0.0
+    """Draw faces with rare eye openings (blinks) more often: 0 uniform, 1 every eye-opening cell equally."""
+    balance_mouth: float = 0.0
+    """The same for the mouth opening (expression_balance)."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -131,6 +136,9 @@ class FaceTrainConfig:
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for but torch sees no CUDA GPU")
+        for flag, value in (("--balance-eyes", self.balance_eyes), ("--balance-mouth", self.balance_mouth)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{flag} must be in [0, 1], got {value}")
         if self.shape is None and self.base is None:
             raise ValueError("the model shape comes from --base, but no --base was given")
         if self.base is not None and not self.base.is_file():
@@ -317,6 +325,22 @@ def read_base(path: Path, size: int, shape: ModelShape | None) -> Checkpoint:
     return base
 
 
+def sampling_probabilities(faces: FaceSet, name: str, config: FaceTrainConfig) -> np.ndarray | None:
+    """How often each face of one side is drawn (None: uniformly), logged with what it does to the rare faces."""
+    balance = balance_expressions([record.landmarks for record in faces.records], config.balance_eyes,
+                                  config.balance_mouth)
+    if balance is None:
+        if config.balance_eyes or config.balance_mouth:
+            log.warning("face set %s: too few faces with a stored mesh to balance expressions; drawing uniformly",
+                        name)
+        return None
+    (eyes_before, eyes_after), (mouth_before, mouth_after) = balance.closed_eye_share, balance.closed_mouth_share
+    log.info("face set %s, expression balance: draws with the eyes closest to shut %.0f%% -> %.0f%%, "
+             "with the mouth closest to closed %.0f%% -> %.0f%%", name, 100 * eyes_before, 100 * eyes_after,
+             100 * mouth_before, 100 * mouth_after)
+    return balance.probabilities
+
+
 def train_faces(config: FaceTrainConfig) -> TrainResult:
     """Train (or resume) a swap model on two face sets; returns where it stopped."""
     threads = torch.get_num_threads()
@@ -433,7 +457,9 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
     last: dict[str, float] = {}
     interrupted = False
     stream = BatchStream(faces_a, faces_b, config.batch, config.augment, seed=config.seed,
-                         start_step=start_step, workers=config.workers)
+                         start_step=start_step, workers=config.workers,
+                         probabilities=(sampling_probabilities(faces_a, "A", config),
+                                        sampling_probabilities(faces_b, "B", config)))
     # disable=None: tqdm shows the bar only on a terminal (no carriage-return noise in logs)
     bar = tqdm(total=config.steps, initial=start_step, desc="train faces", unit="step",
                disable=None if config.progress else True, dynamic_ncols=True)
