@@ -25,7 +25,14 @@ from evaluation.config import EvaluateConfig
 from evaluation.errors import EvaluationError
 from evaluation.face_measure import FaceMeasure, FaceMeasurer, euler_angles, pose_difference
 from evaluation.identity import SAME_PERSON_DISTANCE, IdentityJudge, Separation, centroid, distances, separation
-from evaluation.metrics import following, mean_change, seam_delta_e, sharpness_ratio
+from evaluation.metrics import (
+    crop_detail,
+    following,
+    mean_change,
+    resolution_ceiling,
+    seam_delta_e,
+    sharpness_ratio,
+)
 from evaluation.regions import face_regions
 from evaluation.sources import MediaSource, SourceFrame, iter_frames, open_source, spread_frames
 from evaluation.swap_runner import PipelineMode, RenderedFrame, SwapModel, SwapRunner
@@ -50,6 +57,10 @@ class FrameRecord:
     measured_out: FaceMeasure | None
     sharpness_ratio: float | None
     seam: float | None
+    resolution_ceiling: float | None = None
+    """The sharpness ratio of the input's own face after the round trip through the model's crop size."""
+    detail_in: float | None = None
+    """The input face's Laplacian variance at the model's size (crop_detail)."""
     descriptor_in: Floats | None = None
     descriptor_out: Floats | None = None
     distance_a: float | None = None
@@ -62,7 +73,8 @@ class FrameRecord:
             row[f"mouth_{side}"] = _number(measure.mouth_opening if measure else None)
             row[f"eye_{side}"] = _number(measure.eye_opening if measure else None)
             row[f"pose_{side}"] = [_number(a, 2) for a in euler_angles(measure.rotation)] if measure else None
-        row.update(sharpness_ratio=_number(self.sharpness_ratio), seam=_number(self.seam),
+        row.update(sharpness_ratio=_number(self.sharpness_ratio), resolution_ceiling=_number(self.resolution_ceiling),
+                   seam=_number(self.seam),
                    distance_a=_number(self.distance_a),
                    distance_b=_number(self.distance_b))
         return row
@@ -146,6 +158,9 @@ class FrameMeasurer:
             measured_out=measured_out,
             sharpness_ratio=sharpness_ratio(frame, output, regions.inner) if regions else None,
             seam=seam_delta_e(frame, output, regions) if regions else None,
+            resolution_ceiling=(resolution_ceiling(frame, rendered.faces[0], self.face_size, regions.inner)
+                                if regions else None),
+            detail_in=crop_detail(frame, measured_in.mesh, self.face_size) if measured_in else None,
         )
         box_in = _face_box(measured_in, rendered)
         if self.judge is not None:
@@ -206,6 +221,7 @@ def summarise(records: list[FrameRecord]) -> dict[str, Any]:
         finite = np.abs(differences[:, column][np.isfinite(differences[:, column])])
         pose[f"{angle}_mean_abs_diff_deg"] = _number(float(finite.mean()) if finite.size else None, 2)
     sharp = [r.sharpness_ratio for r in records if r.sharpness_ratio is not None]
+    ceiling = [r.resolution_ceiling for r in records if r.resolution_ceiling is not None]
     seams = [r.seam for r in records if r.seam is not None]
     return {
         "frames": len(records),
@@ -217,7 +233,8 @@ def summarise(records: list[FrameRecord]) -> dict[str, Any]:
         "sharpness": {"median_ratio": _number(float(np.median(sharp)) if sharp else None, 3),
                       "p10_ratio": _number(float(np.percentile(sharp, 10)) if sharp else None, 3),
                       "p90_ratio": _number(float(np.percentile(sharp, 90)) if sharp else None, 3),
-                      "frames": len(sharp)},
+                      "frames": len(sharp),
+                      "resolution_ceiling": _number(float(np.median(ceiling)) if ceiling else None, 3)},
         "seam": {"mean_delta_e": _number(float(np.mean(seams)) if seams else None, 2),
                  "p90_delta_e": _number(float(np.percentile(seams, 90)) if seams else None, 2),
                  "frames": len(seams)},
@@ -284,20 +301,44 @@ def judge_source(result: SourceResult, b_descriptors: list[Floats]) -> dict[str,
     }
 
 
-def describe_reference(sources: list[MediaSource], count: int, measurer: FaceMeasurer,
-                       judge: IdentityJudge) -> list[Floats]:
-    """B's descriptors from about `count` frames spread over B's sources (the mediapipe box as the hint)."""
-    descriptors = []
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """What the evaluation knows of B: the judge's descriptors and each face's detail at the model's size."""
+
+    descriptors: list[Floats]
+    details: list[float]
+
+
+def describe_reference(sources: list[MediaSource], count: int, measurer: FaceMeasurer, judge: IdentityJudge,
+                       face_size: int) -> Reference:
+    """B's descriptors and crop details from about `count` frames spread over B's sources (the mediapipe box as
+    the judge's hint)."""
+    descriptors: list[Floats] = []
+    details: list[float] = []
     for item in spread_frames(sources, count):
         measured = measurer.measure(item.frame)
         descriptor = judge.describe(item.frame, measured.box if measured else None)
         if descriptor is not None:
             descriptors.append(descriptor)
+        detail = crop_detail(item.frame, measured.mesh, face_size) if measured else None
+        if detail is not None:
+            details.append(detail)
     if len(descriptors) < 2:
         names = ", ".join(str(s.path) for s in sources)
         raise EvaluationError(f"--b {names}: the judge found a face in {len(descriptors)} frame(s); it needs 2 or "
                               "more to know B")
-    return descriptors
+    return Reference(descriptors, details)
+
+
+def sharpness_ceiling(records: list[FrameRecord], b_details: list[float]) -> dict[str, Any]:
+    """What a perfect swap could score on sharpness: B's detail over the input's (both at the model's size),
+    times the model size's own ceiling; None where either is unknown."""
+    details_in = [r.detail_in for r in records if r.detail_in is not None]
+    ceiling = [r.resolution_ceiling for r in records if r.resolution_ceiling is not None]
+    b_ratio = (float(np.median(b_details)) / float(np.median(details_in))
+               if b_details and details_in and float(np.median(details_in)) > 1e-9 else None)
+    overall = b_ratio * float(np.median(ceiling)) if b_ratio is not None and ceiling else None
+    return {"b_detail_ratio": _number(b_ratio, 3), "ceiling": _number(overall, 3)}
 
 
 def temporal_stability(still: Image, source: MediaSource, runner: SwapRunner,
@@ -338,12 +379,15 @@ def run_evaluation(config: EvaluateConfig) -> EvaluationResult:
         temporal = None
         judge_info = None
         with FaceMeasurer() as measurer:
-            b_descriptors = describe_reference(b_sources, config.b_frames, measurer, judge) if judge else []
+            reference = (describe_reference(b_sources, config.b_frames, measurer, judge, runner.model.face_size)
+                         if judge else Reference([], []))
+            b_descriptors = reference.descriptors
             frame_measurer = FrameMeasurer(measurer, judge, runner.model.face_size, config.feather)
             still: tuple[Image, MediaSource] | None = None
             for source in a_sources:
                 result, first_face = evaluate_source(source, runner, frame_measurer, config)
                 result.summary = summarise(result.records)
+                result.summary["sharpness"].update(sharpness_ceiling(result.records, reference.details))
                 if judge is not None:
                     result.summary["identity"] = judge_source(result, b_descriptors)
                 results.append(result)

@@ -7,6 +7,10 @@ constructed cases whose answer is known).
   input. The small Gaussian keeps per-pixel sensor noise, which no model can (or should) reproduce, from
   counting as detail: on the synthetic clips, whose renderer adds pixel noise, the plain Laplacian mostly
   measures that noise (demo model: ratio 0.04 plain, 0.19 with the Gaussian).
+- what a perfect swap could score on sharpness, as two factors: the model's size (the input's own face taken to
+  the model's crop and pasted back by the pipeline's warps: the detail a crop of that size can carry at that face
+  size) and B's own detail (B's faces against the input's, both aligned at the model's size: a smooth-skinned B
+  cannot be as detailed as a wrinkled A, however good the model).
 - frame-to-frame change: mean absolute change of the pixels inside the face between consecutive frames.
 - seam: the colour difference (CIE76 delta E) across the blend's edge, between the two thin rings facing each
   other there, per angular sector around the face: how much the output changed that step from the input's.
@@ -22,12 +26,17 @@ import numpy as np
 
 from evaluation.arrays import Floats, Image, Mask
 from evaluation.regions import FaceRegions
+from faces.align import align_face, paste_back, transform_points
+from faces.detect import keypoints_from_mesh
+from faces.mask import hull_mask
+from faces.types import Face
 
 RANGE_PERCENTILES = (5.0, 95.0)
 MIN_SERIES = 3
 NOISE_SIGMA = 1.0  # px, the Gaussian before the Laplacian
 SEAM_SECTORS = 16
 MIN_SECTOR_PIXELS = 8
+MIN_CROP_PIXELS = 64
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,23 @@ def sharpness_ratio(input_frame: Image, output_frame: Image, region: Mask) -> fl
     if reference < 1e-9:
         return None
     return laplacian_variance(output_frame, region) / reference
+
+
+def crop_detail(frame: Image, mesh: Floats, face_size: int) -> float | None:
+    """The face's detail at the model's size: Laplacian variance inside the mesh hull of the aligned crop."""
+    aligned = align_face(frame, keypoints_from_mesh(mesh), face_size)
+    inside = hull_mask(transform_points(mesh, aligned.matrix), face_size) >= 0.99
+    if int(inside.sum()) < MIN_CROP_PIXELS:
+        return None
+    return laplacian_variance(aligned.crop, inside)
+
+
+def resolution_ceiling(frame: Image, face: Face, face_size: int, region: Mask) -> float | None:
+    """The sharpness ratio of the input's own face after the pipeline's round trip through a `face_size` crop:
+    the most a model of that size can score at this face's size in the frame."""
+    aligned = align_face(frame, face, face_size)
+    everywhere = np.ones((face_size, face_size), np.float32)
+    return sharpness_ratio(frame, paste_back(frame, aligned.crop, aligned.matrix, everywhere), region)
 
 
 def mean_change(frames: Sequence[Image], region: Mask) -> float:

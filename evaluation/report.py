@@ -65,6 +65,10 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("  whole rotation, deg", _format(pose["total_mean_abs_diff_deg"], ".1f")),
         ("sharpness out/in: median", _format(sharp["median_ratio"], ".2f")),
         ("  p10..p90", _span((sharp["p10_ratio"], sharp["p90_ratio"]), ".2f")),
+        # what a perfect swap could score: the model's size and B's own detail each cap it (evaluation.metrics)
+        ("  ceiling: size x B = both", f"{_format(sharp.get('resolution_ceiling'), '.2f')}x"
+                                       f"{_format(sharp.get('b_detail_ratio'), '.2f')}="
+                                       f"{_format(sharp.get('ceiling'), '.2f')}"),
         ("seam dE76 across the edge: mean", _format(seam["mean_delta_e"], ".1f")),
         ("  p90", _format(seam["p90_delta_e"], ".1f")),
     ]

@@ -36,7 +36,13 @@ def test_evaluate_writes_report_summary_and_figure(exported_models: Path, synthe
         assert -1.0 <= video[feature]["correlation"] <= 1.0
         assert video[feature]["range_ratio"] > 0.0
     assert all(0.0 <= value < 90.0 for value in video["pose"].values())
-    assert 0.0 < video["sharpness"]["median_ratio"] < 10.0
+    sharpness = video["sharpness"]
+    assert 0.0 < sharpness["median_ratio"] < 10.0
+    # a round trip through the model's crop cannot add detail (cubic resampling overshoots by a few per cent)
+    assert 0.1 < sharpness["resolution_ceiling"] < 1.1
+    assert sharpness["b_detail_ratio"] > 0.0
+    assert sharpness["ceiling"] == pytest.approx(sharpness["resolution_ceiling"] * sharpness["b_detail_ratio"],
+                                                 abs=0.01)
     assert video["seam"]["mean_delta_e"] >= 0.0
     identity = video["identity"]
     assert identity["frames_judged"] >= VIDEO_FRAMES // 2 and 0.0 <= identity["share_nearer_b"] <= 1.0
@@ -49,6 +55,7 @@ def test_evaluate_writes_report_summary_and_figure(exported_models: Path, synthe
     summary = (out / "summary.txt").read_text()
     assert summary in printed
     assert "mouth opening: correlation" in summary and "temporal stability" in summary
+    assert "ceiling: size x B = both" in summary
     assert len(summary.splitlines()) <= 30  # one screen
     figure = cv2.imread(str(out / "summary.png"))
     assert figure is not None and figure.shape[0] > 400 and figure.shape[1] > 400

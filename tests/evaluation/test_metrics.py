@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from evaluation.metrics import following, mean_change, seam_delta_e, sharpness_ratio
+from evaluation.metrics import (
+    crop_detail,
+    following,
+    mean_change,
+    resolution_ceiling,
+    seam_delta_e,
+    sharpness_ratio,
+)
 from evaluation.regions import OUTER_WEIGHT, FaceRegions, face_regions
 from faces.types import Face
 
@@ -53,6 +60,26 @@ def test_sharpness_of_an_identical_and_a_blurred_face(astronaut: np.ndarray,
     assert ratio is not None and ratio < 0.3
     flat = np.full_like(astronaut, 128)
     assert sharpness_ratio(flat, astronaut, astronaut_regions.inner) is None
+
+
+def test_resolution_ceiling_falls_with_the_models_size(astronaut: np.ndarray, astronaut_face: Face,
+                                                       astronaut_regions: FaceRegions) -> None:
+    measured = {size: resolution_ceiling(astronaut, astronaut_face, size, astronaut_regions.inner)
+                for size in (16, 32, 64, 256)}
+    ceilings = {size: float(c) for size, c in measured.items() if c is not None}
+    assert len(ceilings) == len(measured)
+    # the face is ~100 px across: a 256 px crop keeps all of its detail (above the sigma-1 noise filter), a
+    # 32 px crop (a third of a crop pixel per frame pixel) little, a 16 px crop almost none
+    assert ceilings[256] == pytest.approx(1.0, abs=0.05)
+    assert ceilings[16] < ceilings[32] < ceilings[64] < ceilings[256]
+    assert ceilings[32] < 0.5 and ceilings[16] < 0.2
+
+
+def test_crop_detail_sees_a_smooth_face_as_less_detailed(astronaut: np.ndarray, astronaut_face: Face) -> None:
+    sharp = crop_detail(astronaut, astronaut_face.points, 128)
+    assert sharp is not None and sharp == pytest.approx(crop_detail(astronaut.copy(), astronaut_face.points, 128))
+    smooth = crop_detail(cv2.GaussianBlur(astronaut, (0, 0), 3.0), astronaut_face.points, 128)
+    assert smooth is not None and smooth < 0.5 * sharp
 
 
 def test_frame_change_counts_flicker(astronaut: np.ndarray, astronaut_regions: FaceRegions) -> None:
