@@ -66,6 +66,14 @@ DEMO_LIVELY ?= --blink-every 0.8,2.5 --talking 0.8 --mouth-max 1.3 --grin 0.8 --
 DEMO_TRAIN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 1e-3 --lr-final 0.1 --steps $(DEMO_STEPS) --threads 1 \
   --workers 1 --checkpoint-every 500 --preview-every 500 --encoder-channels 8 --bottleneck 128 --code-channels 64 \
   --decoder-channels 64 --residual-blocks 0 --eyes-mouth-weight 3 --edge-weight 1
+# Second stage, from the first stage's weights: plain clips of both people beside the lively ones (their smiles keep
+# the lips closed, as most webcam faces do), blinks drawn about three times as often (--balance-eyes), eyes and mouth
+# weighted 10x: what made the swap blink (docs/quality.md). Its threads and workers are those of the run in models/demo.
+DEMO_PLAIN_FRAMES ?= 600
+DEMO_PLAIN ?= --blink-every 0.8,2.5 --squint 0.5
+DEMO_TUNE_STEPS ?= 8000
+DEMO_TUNE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 5e-4 --lr-final 0.1 --steps $(DEMO_TUNE_STEPS) --threads 2 \
+  --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1
 # The Studio's starting point (`train faces --base`): the same pair at the Studio's 64 px and recipe shape
 # (stream_server/studio/config.py StudioRecipe), so a job's first minutes adapt a face model instead of growing one.
 DEMO_BASE_SIZE ?= 64
@@ -85,8 +93,16 @@ demo-model: $(VENV)/.installed-dev
 	$(SW) extract $(DEMO_WORK)/b.mp4 --out $(DEMO_WORK)/faces-b --size $(DEMO_SIZE)
 	$(SW) train faces --a $(DEMO_WORK)/faces-a --b $(DEMO_WORK)/faces-b --out $(DEMO_WORK)/run-faces $(DEMO_TRAIN_FLAGS) \
 	  $$([ -f $(DEMO_WORK)/run-faces/checkpoint.safetensors ] && echo --resume)
+	$(SW) synth --identity a --frames $(DEMO_PLAIN_FRAMES) --seed 14 $(DEMO_PLAIN) --out $(DEMO_WORK)/a-plain.mp4
+	$(SW) synth --identity b --frames $(DEMO_PLAIN_FRAMES) --seed 15 $(DEMO_PLAIN) --out $(DEMO_WORK)/b-plain.mp4
+	$(SW) extract $(DEMO_WORK)/a.mp4 $(DEMO_WORK)/a-glasses.mp4 $(DEMO_WORK)/real-photos $(DEMO_WORK)/a-plain.mp4 \
+	  --out $(DEMO_WORK)/faces-a-tune --size $(DEMO_SIZE)
+	$(SW) extract $(DEMO_WORK)/b.mp4 $(DEMO_WORK)/b-plain.mp4 --out $(DEMO_WORK)/faces-b-tune --size $(DEMO_SIZE)
+	$(SW) train faces --a $(DEMO_WORK)/faces-a-tune --b $(DEMO_WORK)/faces-b-tune --out $(DEMO_WORK)/run-tune \
+	  --base $(DEMO_WORK)/run-faces/checkpoint.safetensors $(DEMO_TUNE_FLAGS) \
+	  $$([ -f $(DEMO_WORK)/run-tune/checkpoint.safetensors ] && echo --resume)
 	$(SW) train digits --arch cnn --pad-variants 8 --epochs 20 --seed 0 --out $(DEMO_WORK)/run-digits
-	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-faces $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
+	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-tune $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
 	$(SW) extract $(DEMO_WORK)/a.mp4 $(DEMO_WORK)/a-glasses.mp4 $(DEMO_WORK)/real-photos \
 	  --out $(DEMO_WORK)/faces-a$(DEMO_BASE_SIZE) --size $(DEMO_BASE_SIZE)
 	$(SW) extract $(DEMO_WORK)/b.mp4 --out $(DEMO_WORK)/faces-b$(DEMO_BASE_SIZE) --size $(DEMO_BASE_SIZE)
@@ -96,7 +112,7 @@ demo-model: $(VENV)/.installed-dev
 	# the base file: that run's weights without optimiser state
 	$(PY) -m training.base $(DEMO_WORK)/run-base$(DEMO_BASE_SIZE) --out $(DEMO_WORK)/models/base.safetensors
 	rm -rf models/demo && cp -r $(DEMO_WORK)/models models/demo
-	cp $(DEMO_WORK)/run-faces/preview*.png models/demo/ 2>/dev/null || true
+	cp $(DEMO_WORK)/run-tune/preview*.png models/demo/ 2>/dev/null || true
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/train_speed.py
