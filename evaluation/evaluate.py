@@ -335,8 +335,8 @@ def sharpness_ceiling(records: list[FrameRecord], b_details: list[float]) -> dic
     times the model size's own ceiling; None where either is unknown."""
     details_in = [r.detail_in for r in records if r.detail_in is not None]
     ceiling = [r.resolution_ceiling for r in records if r.resolution_ceiling is not None]
-    b_ratio = (float(np.median(b_details)) / float(np.median(details_in))
-               if b_details and details_in and float(np.median(details_in)) > 1e-9 else None)
+    detail_in = float(np.median(details_in)) if details_in else 0.0
+    b_ratio = float(np.median(b_details)) / detail_in if b_details and detail_in > 1e-9 else None
     overall = b_ratio * float(np.median(ceiling)) if b_ratio is not None and ceiling else None
     return {"b_detail_ratio": _number(b_ratio, 3), "ceiling": _number(overall, 3)}
 

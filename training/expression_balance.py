@@ -10,7 +10,6 @@ that axis as it is, 1 draws each of its cells equally often. Faces without a mes
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,8 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faces.expression import eye_opening, mouth_opening
-
-log = logging.getLogger(__name__)
+from faces.types import MESH_POINTS
 
 BINS = 6
 """Cells per axis, equal width between the 2nd and 98th percentile (the tails share the end cells)."""
@@ -42,7 +40,7 @@ def expression_features(meshes: Sequence[npt.NDArray[np.floating] | None]) -> np
     """(N, 2) eye opening and mouth opening per face; NaN where a face has no mesh."""
     out = np.full((len(meshes), 2), np.nan)
     for row, mesh in enumerate(meshes):
-        if mesh is not None and len(mesh) >= 468:
+        if mesh is not None and len(mesh) >= MESH_POINTS:
             out[row] = (eye_opening(mesh), mouth_opening(mesh))
     return out
 

@@ -8,7 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from faces.expression import EYES, INNER_LIP_LOWER, INNER_LIP_UPPER, eye_opening, mouth_opening
+from faces.expression import (
+    CHIN,
+    EYES,
+    FOREHEAD_TOP,
+    INNER_LIP_LOWER,
+    INNER_LIP_UPPER,
+    eye_opening,
+    mouth_opening,
+)
 from training.expression_balance import MAX_RATIO, balance_expressions
 from training.faceset import draw_indices
 
@@ -16,7 +24,7 @@ from training.faceset import draw_indices
 def constructed_mesh(eye: float, mouth: float, rng: np.random.Generator) -> np.ndarray:
     """A 468-point mesh (crop px) whose eye opening and mouth opening are the given figures."""
     mesh = rng.uniform(20.0, 100.0, size=(468, 2))
-    mesh[10], mesh[152] = (64.0, 10.0), (64.0, 110.0)  # face height 100
+    mesh[FOREHEAD_TOP], mesh[CHIN] = (64.0, 10.0), (64.0, 110.0)  # face height 100
     mesh[INNER_LIP_UPPER] = (64.0, 85.0)
     mesh[INNER_LIP_LOWER] = (64.0, 85.0 + 100.0 * mouth)
     for (corner_a, corner_b), lids in EYES:
