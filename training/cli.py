@@ -57,6 +57,9 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dssim-weight", type=float, default=1.0, help="weight of the masked DSSIM loss (default 1)")
     p.add_argument("--edge-weight", type=float, default=0.0,
                    help="weight of the masked L1 between image gradients, for sharp edges (default 0: off)")
+    p.add_argument("--code-align-weight", type=float, default=0.0,
+                   help="pull the mean codes of A's and B's faces together, so decoder B reads A's expressions "
+                        "in the code region it learned (default 0: off; 1 is a good start)")
     p.add_argument("--mask-weight", type=float, default=0.5, help="weight of the mask loss (default 0.5)")
     p.add_argument("--warp-strength", type=float, default=0.025,
                    help="random warp of the input, control-point sigma / face size (default 0.025)")
@@ -132,7 +135,8 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, workers=args.workers,
             threads=args.threads, seed=args.seed, max_minutes=args.max_minutes, shape=_model_shape(args), base=args.base,
             loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
-                             eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight),
+                             eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight,
+                             code_align=args.code_align_weight),
             augment=AugmentConfig(warp_strength=args.warp_strength, colour_swap=args.colour_swap),
             balance_eyes=args.balance_eyes, balance_mouth=args.balance_mouth, progress=not args.no_progress,
         )

@@ -29,9 +29,16 @@ class LossWeights:
     """Extra weight on eyes and mouth (0 turns it off)."""
     edge: float = 0.0
     """Weight of the masked L1 between the images' gradients (sharp edges; 0 turns it off)."""
+    code_align: float = 0.0
+    """Weight of the squared gap between the mean bottleneck codes of a step's A and B faces (0 turns it off).
+
+    The shared encoder is free to place A's faces and B's in different regions of its code, so the same expression
+    can reach decoder B from A in a region it never learned (a closed mouth decoded as a half-open one). The two
+    people's footage covers the same range of expressions and poses, so their codes' means should agree.
+    """
 
     def __post_init__(self) -> None:
-        for name in ("l1", "dssim", "mask", "background", "eyes_mouth", "edge"):
+        for name in ("l1", "dssim", "mask", "background", "eyes_mouth", "edge", "code_align"):
             if not getattr(self, name) >= 0:
                 flag = "--" + name.replace("_", "-") + "-weight"
                 raise ValueError(f"{flag} (loss weight {name}) must not be negative, got {getattr(self, name)}")
@@ -150,6 +157,11 @@ def face_losses(
         terms["edge"] = masked_edge_l1(pred_rgb, target, pixel)
         terms["total"] = terms["total"] + weights.edge * terms["edge"]
     return terms
+
+
+def code_gap(code_a: torch.Tensor, code_b: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the batch means of A's and B's bottleneck codes (N, D) each."""
+    return ((code_a.float().mean(0) - code_b.float().mean(0)) ** 2).mean()
 
 
 def feature_weight_map(keypoints: np.ndarray, size: int) -> np.ndarray:

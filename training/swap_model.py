@@ -70,11 +70,17 @@ class Encoder(nn.Module):
         self.from_bottleneck = nn.Linear(bottleneck, code_channels * self.base * self.base)
         self.upscale = Upscale(code_channels, code_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x).flatten(1)
-        h = self.from_bottleneck(self.to_bottleneck(h))
-        h = h.view(-1, self.code_channels, self.base, self.base)
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """Faces -> the dense bottleneck vector (N, bottleneck): where the trainer compares A's and B's codes."""
+        return self.to_bottleneck(self.features(x).flatten(1))
+
+    def expand(self, z: torch.Tensor) -> torch.Tensor:
+        """The bottleneck vector -> the spatial code the decoders read."""
+        h = self.from_bottleneck(z).view(-1, self.code_channels, self.base, self.base)
         return self.upscale(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.bottleneck(x))
 
 
 class Decoder(nn.Module):

@@ -37,7 +37,7 @@ from training.checkpoint import (
 from training.errors import CheckpointError, TrainingError
 from training.expression_balance import balance_expressions
 from training.faceset import BatchStream, FaceSet, SideBatch, make_side_batch
-from training.losses import LossWeights, face_losses, masked_dssim, masked_l1
+from training.losses import LossWeights, code_gap, face_losses, masked_dssim, masked_l1
 from training.swap_model import SwapAutoencoder, describe_parameters
 from training.warp import AugmentConfig
 
@@ -49,7 +49,8 @@ PREVIEW_NAME = "preview.png"
 EVAL_CSV = "eval.csv"
 EVAL_COLUMNS = ["step", "recon_l1_a", "recon_l1_b", "recon_dssim_a", "recon_dssim_b", "recon"]
 PREVIEW_ROWS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
-_LOSS_COLUMNS = ["step", "loss_a", "loss_b", "l1_a", "l1_b", "dssim_a", "dssim_b", "mask_a", "mask_b", "images_per_s"]
+_LOSS_COLUMNS = ["step", "loss_a", "loss_b", "l1_a", "l1_b", "dssim_a", "dssim_b", "mask_a", "mask_b", "code_gap",
+                 "images_per_s"]
 
 
 @dataclass(frozen=True)
@@ -226,16 +227,24 @@ def training_step(
     weights: LossWeights,
     autocast: Callable[[], Any] = nullcontext,
     scaler: torch.amp.GradScaler | None = None,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One optimiser step on both identities: one shared encoder pass, each half through its own decoder."""
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """One optimiser step on both identities: one shared encoder pass, each half through its own decoder.
+
+    Returns each side's loss terms and the gap between A's and B's mean bottleneck codes (losses.code_gap), which
+    is measured on every step and trained on where `weights.code_align` > 0.
+    """
     batch = side_a.input.shape[0]
     with autocast():
-        code = model.encode(torch.cat([side_a.input, side_b.input]))
+        bottleneck = model.encoder.bottleneck(torch.cat([side_a.input, side_b.input]))
+        code = model.encoder.expand(bottleneck)
         rgb_a, mask_a = model.decode(code[:batch], "a")
         rgb_b, mask_b = model.decode(code[batch:], "b")
     terms_a = face_losses(rgb_a, mask_a, side_a.target, side_a.mask, side_a.features, weights)
     terms_b = face_losses(rgb_b, mask_b, side_b.target, side_b.mask, side_b.features, weights)
+    gap = code_gap(bottleneck[:batch], bottleneck[batch:])
     loss = terms_a["total"] + terms_b["total"]
+    if weights.code_align > 0:
+        loss = loss + weights.code_align * gap
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -244,7 +253,7 @@ def training_step(
     else:
         loss.backward()
         optimizer.step()
-    return terms_a, terms_b
+    return terms_a, terms_b, gap.detach()
 
 
 def _to_device(side: SideBatch, device: torch.device) -> SideBatch:
@@ -473,13 +482,15 @@ def _train_faces(config: FaceTrainConfig) -> TrainResult:
                 side_a, side_b = _to_device(batch.a, device), _to_device(batch.b, device)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, step)
-                terms_a, terms_b = training_step(model, optimizer, side_a, side_b, config.loss, autocast, scaler)
+                terms_a, terms_b, gap = training_step(model, optimizer, side_a, side_b, config.loss, autocast,
+                                                      scaler)
                 step += 1
                 elapsed = time.perf_counter() - started
                 images_per_s = 2 * config.batch * (step - start_step) / max(elapsed, 1e-9)
                 last = {f"{term}_{side}": float(terms[key].detach())
                         for side, terms in (("a", terms_a), ("b", terms_b))
                         for term, key in (("loss", "total"), ("l1", "l1"), ("dssim", "dssim"), ("mask", "mask"))}
+                last["code_gap"] = float(gap)
                 loss_log.write({"step": step, **{k: f"{v:.6f}" for k, v in last.items()},
                                 "images_per_s": f"{images_per_s:.2f}"})
                 if tensorboard is not None:

@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from swapstream.cli import main as swapstream_main
-from training.losses import LossWeights, face_losses, gaussian_blur_matrix, image_gradients, masked_edge_l1, ssim_map
+from training.faceset import SideBatch
+from training.losses import (LossWeights, code_gap, face_losses, gaussian_blur_matrix, image_gradients, masked_edge_l1,
+                             ssim_map)
+from training.swap_model import SwapAutoencoder
+from training.train_faces import ModelShape, training_step
 
 
 def _stripes(size: int = 16) -> torch.Tensor:
@@ -61,13 +65,50 @@ def test_edge_term_joins_the_total_only_when_weighted() -> None:
     assert float(on["total"]) == pytest.approx(float(off["total"]) + 2.0 * float(on["edge"]))
 
 
-@pytest.mark.parametrize("flag", ["--edge-weight", "--dssim-weight", "--l1-weight", "--mask-weight"])
+@pytest.mark.parametrize("flag", ["--edge-weight", "--dssim-weight", "--l1-weight", "--mask-weight",
+                                  "--code-align-weight"])
 def test_negative_loss_weights_are_named(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "faces", "--a", str(tmp_path), "--b", str(tmp_path), "--out", str(tmp_path / "r"), flag, "-1"]
     with pytest.raises(SystemExit) as info:
         swapstream_main(argv)
     assert info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_code_gap_is_zero_for_equal_means_and_the_squared_offset_otherwise() -> None:
+    codes = torch.randn(8, 16)
+    assert float(code_gap(codes, codes.flip(0))) == pytest.approx(0.0, abs=1e-6)
+    assert float(code_gap(codes + 0.5, codes)) == pytest.approx(0.25)
+
+
+def _side(colour: tuple[float, float, float], generator: torch.Generator, size: int = 64) -> SideBatch:
+    """Eight noisy faces tinted `colour`: two people the encoder tells apart at once."""
+    faces = (torch.tensor(colour).view(1, 3, 1, 1) + 0.2 * torch.rand(8, 3, size, size, generator=generator))
+    faces = faces.clamp(0, 1)
+    ones = torch.ones(8, 1, size, size)
+    return SideBatch(input=faces, target=faces, mask=ones, features=ones)
+
+
+def _gap_after_training(code_align: float, steps: int = 40) -> tuple[float, float]:
+    """(gap before, gap after) `steps` training steps of a tiny model on two differently tinted people."""
+    torch.manual_seed(0)
+    model = SwapAutoencoder(**ModelShape(encoder_channels=4, bottleneck=16, code_channels=8, decoder_channels=8,
+                                         residual_blocks=0).model_config(64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(1)
+    side_a, side_b = _side((0.7, 0.3, 0.2), generator), _side((0.1, 0.3, 0.6), generator)
+    gaps = []
+    for _ in range(steps):
+        gaps.append(float(training_step(model, optimizer, side_a, side_b, LossWeights(code_align=code_align))[2]))
+    return gaps[0], gaps[-1]
+
+
+def test_code_align_weight_pulls_the_two_peoples_codes_together() -> None:
+    """Trained with the term, A's and B's mean codes end far closer than without it (the same start)."""
+    before_off, after_off = _gap_after_training(0.0)
+    before_on, after_on = _gap_after_training(10.0)
+    assert before_on == pytest.approx(before_off)
+    assert after_on < 0.2 * after_off
 
 
 def test_ssim_by_blur_matrices_equals_padded_depthwise_convolution() -> None:
