@@ -74,6 +74,13 @@ DEMO_PLAIN ?= --blink-every 0.8,2.5 --squint 0.5
 DEMO_TUNE_STEPS ?= 8000
 DEMO_TUNE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 5e-4 --lr-final 0.1 --steps $(DEMO_TUNE_STEPS) --threads 2 \
   --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1
+# Third stage, from the second's weights: the same data and weights, with the mean codes of A's and B's faces pulled
+# together (--code-align-weight 1) so A's expressions reach decoder B where B's own faces put them: the eyes and
+# a101's resting mouth follow A better (docs/quality.md). Its threads are those of the run in models/demo.
+DEMO_ALIGN_STEPS ?= 12000
+DEMO_ALIGN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 3e-4 --lr-final 0.1 --steps $(DEMO_ALIGN_STEPS) --threads 1 \
+  --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1 \
+  --code-align-weight 1
 # The Studio's starting point (`train faces --base`): the same pair at the Studio's 64 px and recipe shape
 # (stream_server/studio/config.py StudioRecipe), so a job's first minutes adapt a face model instead of growing one.
 DEMO_BASE_SIZE ?= 64
@@ -101,8 +108,11 @@ demo-model: $(VENV)/.installed-dev
 	$(SW) train faces --a $(DEMO_WORK)/faces-a-tune --b $(DEMO_WORK)/faces-b-tune --out $(DEMO_WORK)/run-tune \
 	  --base $(DEMO_WORK)/run-faces/checkpoint.safetensors $(DEMO_TUNE_FLAGS) \
 	  $$([ -f $(DEMO_WORK)/run-tune/checkpoint.safetensors ] && echo --resume)
+	$(SW) train faces --a $(DEMO_WORK)/faces-a-tune --b $(DEMO_WORK)/faces-b-tune --out $(DEMO_WORK)/run-align \
+	  --base $(DEMO_WORK)/run-tune/checkpoint.safetensors $(DEMO_ALIGN_FLAGS) \
+	  $$([ -f $(DEMO_WORK)/run-align/checkpoint.safetensors ] && echo --resume)
 	$(SW) train digits --arch cnn --pad-variants 8 --epochs 20 --seed 0 --out $(DEMO_WORK)/run-digits
-	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-tune $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
+	rm -rf $(DEMO_WORK)/models && $(SW) export $(DEMO_WORK)/run-align $(DEMO_WORK)/run-digits --out $(DEMO_WORK)/models
 	$(SW) extract $(DEMO_WORK)/a.mp4 $(DEMO_WORK)/a-glasses.mp4 $(DEMO_WORK)/real-photos \
 	  --out $(DEMO_WORK)/faces-a$(DEMO_BASE_SIZE) --size $(DEMO_BASE_SIZE)
 	$(SW) extract $(DEMO_WORK)/b.mp4 --out $(DEMO_WORK)/faces-b$(DEMO_BASE_SIZE) --size $(DEMO_BASE_SIZE)
@@ -112,7 +122,7 @@ demo-model: $(VENV)/.installed-dev
 	# the base file: that run's weights without optimiser state
 	$(PY) -m training.base $(DEMO_WORK)/run-base$(DEMO_BASE_SIZE) --out $(DEMO_WORK)/models/base.safetensors
 	rm -rf models/demo && cp -r $(DEMO_WORK)/models models/demo
-	cp $(DEMO_WORK)/run-tune/preview*.png models/demo/ 2>/dev/null || true
+	cp $(DEMO_WORK)/run-align/preview*.png models/demo/ 2>/dev/null || true
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/train_speed.py
