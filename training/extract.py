@@ -164,6 +164,7 @@ def extract_faces(config: ExtractConfig) -> ExtractSummary:
     if any(Path(src).is_dir() and Path(src).resolve() == out.resolve() for src in config.sources):
         raise ExtractError(f"--out {out} is also a source folder; choose another --out")
     state = ExtractState.load(out, config.resume_settings())
+    sources = state.place(sources)
     summary = ExtractSummary(out=str(out), sources=len(sources))
 
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,26 @@ class ExtractState:
             else:
                 done += -(-int(entry.get("next_frame", 0)) // every)
         return done
+
+    def place(self, sources: Sequence[Source]) -> list[Source]:
+        """`sources` with the stems their crops have in this face set.
+
+        A source an earlier run recorded keeps its stem; a new one whose stem an earlier run gave another file (two
+        clips named a.mp4 in different folders) gets the next free `stem-N`: it must not overwrite that file's crops.
+        """
+        taken = {str(entry.get("stem")) for entry in self.sources.values()}
+        placed: list[Source] = []
+        for source in sources:
+            recorded = self.sources.get(source.key)
+            if recorded is not None:
+                placed.append(replace(source, stem=str(recorded.get("stem", source.stem))))
+                continue
+            stem, n = source.stem, 2
+            while stem in taken:
+                stem, n = f"{source.stem}-{n}", n + 1
+            taken.add(stem)
+            placed.append(replace(source, stem=stem))
+        return placed
 
     def entry(self, source: Source) -> dict[str, Any]:
         """The source's progress record (created on first use): stem, kind, next_frame, done."""

@@ -12,6 +12,7 @@ import pytest
 
 from faces.align import TEMPLATE_5
 from faces.errors import InputError
+from faces.media import iter_video_frames, write_video
 from swapstream.cli import main as swapstream_main
 from tests.fixtures.faces import SyntheticVideo
 from training.errors import ExtractError
@@ -81,6 +82,32 @@ def test_resume_after_stop_gives_the_same_set_without_duplicates(
     # A third run finds everything done and changes nothing.
     third = extract_faces(ExtractConfig(sources=(synthetic_video_a,), out=out, progress=False))
     assert third.frames_processed == 0 and len(_records(out)) == len(records)
+
+
+def test_a_second_clip_of_the_same_name_added_later_keeps_the_first_ones_faces(
+    synthetic_video_a: Path, tmp_path: Path
+) -> None:
+    # Growing a face set with another folder's a.mp4 must not overwrite the first a.mp4's crops nor list a file twice.
+    out = tmp_path / "grown"
+    extract_faces(ExtractConfig(sources=(synthetic_video_a,), out=out, every=10, progress=False))
+    first_records = _records(out)
+    first_bytes = {r["file"]: (out / r["file"]).read_bytes() for r in first_records}
+    other = tmp_path / "elsewhere" / synthetic_video_a.name
+    other.parent.mkdir()
+    mirrored = [frame[:, ::-1].copy() for index, frame in iter_video_frames(synthetic_video_a) if index < 30]
+    write_video(other, mirrored, fps=15)
+
+    extract_faces(ExtractConfig(sources=(other,), out=out, every=10, progress=False))
+
+    records = _records(out)
+    files = [r["file"] for r in records]
+    assert len(files) == len(set(files)), "faces.jsonl lists a crop twice"
+    assert _face_files(out) == set(files)
+    assert {r["source"] for r in records} == {str(synthetic_video_a.resolve()), str(other.resolve())}
+    for name, data in first_bytes.items():
+        assert (out / name).read_bytes() == data, f"{name} of the first clip was overwritten"
+    second = [r["file"] for r in records if r["source"] == str(other.resolve())]
+    assert second and all(name.startswith(f"{synthetic_video_a.stem}-2_") for name in second)
 
 
 def test_resume_repairs_a_torn_record_and_rewrites_its_face(synthetic_faceset_a: Path, tmp_path: Path) -> None:
