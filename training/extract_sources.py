@@ -70,13 +70,18 @@ def plan_sources(paths: tuple[Path, ...] | list[Path]) -> list[Source]:
         if resolved in seen:
             continue
         seen.add(resolved)
-        stem = base = _safe_stem(path.stem)
-        n = 2
-        while stem in stems:
-            stem, n = f"{base}-{n}", n + 1
+        stem = free_stem(_safe_stem(path.stem), stems)
         stems.add(stem)
         sources.append(Source(path=resolved, kind=kind, stem=stem, frame_count=count))
     return sources
+
+
+def free_stem(base: str, taken: set[str]) -> str:
+    """`base`, or the first of `base-2`, `base-3`, ... that is not in `taken`."""
+    stem, n = base, 2
+    while stem in taken:
+        stem, n = f"{base}-{n}", n + 1
+    return stem
 
 
 def _safe_stem(text: str) -> str:

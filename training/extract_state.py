@@ -16,7 +16,7 @@ from typing import Any
 
 from swapstream.atomic import atomic_write_text
 from training.errors import ExtractError
-from training.extract_sources import Source
+from training.extract_sources import Source, free_stem
 
 STATE_NAME = "extract_state.json"
 STATE_VERSION = 1
@@ -87,9 +87,7 @@ class ExtractState:
             if recorded is not None:
                 placed.append(replace(source, stem=str(recorded.get("stem", source.stem))))
                 continue
-            stem, n = source.stem, 2
-            while stem in taken:
-                stem, n = f"{source.stem}-{n}", n + 1
+            stem = free_stem(source.stem, taken)
             taken.add(stem)
             placed.append(replace(source, stem=stem))
         return placed
