@@ -78,25 +78,23 @@ DEMO_TUNE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 5e-4 --lr-final 0.1 --step
 # together (--code-align-weight 1) so A's expressions reach decoder B where B's own faces put them: the eyes and
 # a101's resting mouth follow A better (docs/quality.md). Its threads are those of the run in models/demo.
 DEMO_ALIGN_STEPS ?= 12000
-DEMO_ALIGN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 3e-4 --lr-final 0.1 --steps $(DEMO_ALIGN_STEPS) --threads 1 \
-  --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1 \
-  --code-align-weight 1
+# What the third, fourth and fifth stages share: eyes and mouth 10x, blinks drawn more often, the codes aligned, one
+# thread (that of the runs in models/demo).
+DEMO_ALIGNED_FLAGS ?= --threads 1 --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 \
+  --edge-weight 1 --balance-eyes 1 --code-align-weight 1
+DEMO_ALIGN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 3e-4 --lr-final 0.1 --steps $(DEMO_ALIGN_STEPS) $(DEMO_ALIGNED_FLAGS)
 # Fourth stage, from the third's weights: 900 more plain frames of each person (smiles with closed lips, as the
 # held-out clips smile), the same weights and code alignment at a lower learning rate. The lively clips' smiles bare
 # the teeth, so the swap opened B's mouth whenever A smiled with closed lips; more closed-lip smiles shut it
 # (a103's mouth correlation 0.79 -> 0.88, a101's 0.48 -> 0.60; docs/quality.md).
 DEMO_MORE_PLAIN_FRAMES ?= 900
 DEMO_PLAIN_STEPS ?= 12000
-DEMO_PLAIN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 2e-4 --lr-final 0.1 --steps $(DEMO_PLAIN_STEPS) --threads 1 \
-  --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1 \
-  --code-align-weight 1
+DEMO_PLAIN_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 2e-4 --lr-final 0.1 --steps $(DEMO_PLAIN_STEPS) $(DEMO_ALIGNED_FLAGS)
 # Fifth stage, from the fourth's weights: the same data, weights and alignment, 12 000 more steps at 4e-4 (the
 # fourth's 2e-4 moved less in the same steps): a103's mouth correlation 0.88 -> 0.91, a101's eyes 0.83 -> 0.86
 # (docs/quality.md).
 DEMO_MORE_STEPS ?= 12000
-DEMO_MORE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 4e-4 --lr-final 0.1 --steps $(DEMO_MORE_STEPS) --threads 1 \
-  --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1 \
-  --code-align-weight 1
+DEMO_MORE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 4e-4 --lr-final 0.1 --steps $(DEMO_MORE_STEPS) $(DEMO_ALIGNED_FLAGS)
 # The Studio's starting point (`train faces --base`): the same pair at the Studio's 64 px and recipe shape
 # (stream_server/studio/config.py StudioRecipe), so a job's first minutes adapt a face model instead of growing one.
 DEMO_BASE_SIZE ?= 64
