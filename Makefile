@@ -76,7 +76,7 @@ DEMO_TUNE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 5e-4 --lr-final 0.1 --step
   --workers 1 --checkpoint-every 500 --preview-every 1000 --eyes-mouth-weight 10 --edge-weight 1 --balance-eyes 1
 # Third stage, from the second's weights: the same data and weights, with the mean codes of A's and B's faces pulled
 # together (--code-align-weight 1) so A's expressions reach decoder B where B's own faces put them: the eyes and
-# a101's resting mouth follow A better (docs/quality.md). Its threads are those of the run in models/demo.
+# a101's resting mouth follow A better (docs/quality.md).
 DEMO_ALIGN_STEPS ?= 12000
 # What the third, fourth and fifth stages share: eyes and mouth 10x, blinks drawn more often, the codes aligned, one
 # thread (that of the runs in models/demo).
