@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import Float64Array, ImageRGB, check_frame
+from faces.types import Float32Array, Float64Array, ImageRGB, check_frame
 
 ColorMode = Literal["rct", "lct", "none"]
 COLOR_MODES: tuple[str, ...] = ("rct", "lct", "none")
@@ -73,20 +73,31 @@ def _check_weights(mask: Weights | None, shape: tuple[int, ...], which: str) -> 
     return arr.reshape(-1)
 
 
-def _weighted_mean_std(pixels: Float64Array, weights: Float64Array | None) -> tuple[Float64Array, Float64Array]:
-    # OpenCV's single-threaded sums rather than `w @ pixels`: numpy runs that as a BLAS gemv, and OpenBLAS
-    # splits a 4096x3 gemv over its thread pool, which stalls for milliseconds when the cores are busy with
-    # video (measured 1-4 ms per call in the stream server, against ~10 us here).
-    image = pixels.reshape(-1, 1, 3)
+def _moments_weights(weights: Float64Array | None, shape: tuple[int, ...]) -> Float32Array | None:
+    """*weights* (flat, as _check_weights returns) as (H, W, 3) float32 summing to 1 per channel, made once per call
+    so each statistics pass is two multiplies and two sums."""
     if weights is None:
-        mean_mat, std_mat = cv2.meanStdDev(image)
+        return None
+    normalised = (weights * (1.0 / weights.sum())).astype(np.float32).reshape(shape[0], shape[1])
+    return np.asarray(cv2.merge([normalised, normalised, normalised]), dtype=np.float32)
+
+
+def _weighted_mean_std(lab: Float32Array, weights3: Float32Array | None) -> tuple[Float64Array, Float64Array]:
+    """Per-channel mean and std of an (H, W, 3) float32 image, weighted by _moments_weights' array.
+
+    OpenCV's single-threaded sums rather than `w @ pixels`: numpy runs that as a BLAS gemv, and OpenBLAS splits
+    a 4096x3 gemv over its thread pool, which stalls for milliseconds when the cores are busy with video
+    (measured 1-4 ms per call in the stream server, against ~10 us here). One pass for both moments
+    (var = E[x^2] - E[x]^2): LAB values are at most ~100 and OpenCV sums in double, so the cancellation costs
+    ~1e-4 of a std; a second, centred pass cost more than the whole rest of a 128 px transfer.
+    """
+    if weights3 is None:
+        mean_mat, std_mat = cv2.meanStdDev(lab)
         return np.asarray(mean_mat, dtype=np.float64).reshape(3), np.asarray(std_mat, dtype=np.float64).reshape(3)
-    total = float(weights.sum())
-    weights3 = np.repeat(weights.reshape(-1, 1, 1), 3, axis=2)
-    mean: Float64Array = np.array(cv2.sumElems(cv2.multiply(image, weights3))[:3]) / total
-    centred = image - mean
-    var = np.array(cv2.sumElems(cv2.multiply(centred * centred, weights3))[:3]) / total
-    return mean, np.sqrt(np.maximum(var, 0.0))
+    weighted = cv2.multiply(lab, weights3)
+    mean = np.array(cv2.sumElems(weighted)[:3])
+    second = np.array(cv2.sumElems(cv2.multiply(weighted, lab))[:3])
+    return mean, np.sqrt(np.maximum(second - mean * mean, 0.0))
 
 
 def _weighted_mean_cov(pixels: Float64Array, weights: Float64Array | None) -> tuple[Float64Array, Float64Array]:
@@ -100,10 +111,10 @@ def _weighted_mean_cov(pixels: Float64Array, weights: Float64Array | None) -> tu
     return mean, cov
 
 
-def _to_lab(rgb: npt.NDArray[np.uint8] | npt.NDArray[np.float32]) -> Float64Array:
-    """(N,3) float64 LAB of uint8 (0..255) or float (0..1) RGB; L in [0,100], a/b around 0, no 8-bit rounding."""
-    unit = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
-    return np.asarray(cv2.cvtColor(unit, cv2.COLOR_RGB2LAB), dtype=np.float32).reshape(-1, 3).astype(np.float64)
+def _to_lab(rgb: npt.NDArray[np.uint8] | npt.NDArray[np.float32]) -> Float32Array:
+    """(H, W, 3) float32 LAB of uint8 (0..255) or float (0..1) RGB; L in [0,100], a/b around 0, no 8-bit rounding."""
+    unit = rgb.astype(np.float32) * np.float32(1 / 255) if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+    return np.asarray(cv2.cvtColor(unit, cv2.COLOR_RGB2LAB), dtype=np.float32)
 
 
 # Extra Reinhard passes over the result: colours pushed out of the sRGB gamut get clipped (mostly dark pixels
@@ -117,20 +128,25 @@ RCT_TOLERANCE = 0.01
 def _reinhard(
     source: ImageRGB, target: ImageRGB, source_mask: Float64Array | None, target_mask: Float64Array | None
 ) -> ImageRGB:
-    mu_t, sd_t = _weighted_mean_std(_to_lab(target), target_mask)
+    source_weights = _moments_weights(source_mask, source.shape)
+    mu_t, sd_t = _weighted_mean_std(_to_lab(target), _moments_weights(target_mask, target.shape))
     lab = _to_lab(source)
-    mu_s, sd_s = _weighted_mean_std(lab, source_mask)
+    mu_s, sd_s = _weighted_mean_std(lab, source_weights)
     for refine in range(RCT_REFINE_PASSES + 1):
         # A flat source channel has no spread to scale; it only shifts.
         gain = np.where(sd_s > _EPS, sd_t / np.maximum(sd_s, _EPS), 1.0)
-        lab = (lab - mu_s) * gain + mu_t
-        lab[:, 0] = np.clip(lab[:, 0], 0.0, 100.0)
+        # lab * gain + (mu_t - mu_s * gain) per channel, as one OpenCV pass over the image.
+        affine = np.zeros((3, 4), dtype=np.float32)
+        affine[:, :3] = np.diag(gain)
+        affine[:, 3] = mu_t - mu_s * gain
+        lab = cv2.transform(lab, affine)
+        np.clip(lab[:, :, 0], 0.0, 100.0, out=lab[:, :, 0])
         # OpenCV's float LAB->RGB clips to [0,1]: that is the gamut clipping a refinement pass corrects for.
-        rgb = np.asarray(cv2.cvtColor(lab.reshape(source.shape).astype(np.float32), cv2.COLOR_LAB2RGB), np.float32)
+        rgb = np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), np.float32)
         if refine == RCT_REFINE_PASSES:
             break
         lab = _to_lab(rgb)
-        mu_s, sd_s = _weighted_mean_std(lab, source_mask)
+        mu_s, sd_s = _weighted_mean_std(lab, source_weights)
         allowed = RCT_TOLERANCE * np.maximum(sd_t, 1.0)
         if np.all(np.abs(mu_s - mu_t) <= allowed) and np.all(np.abs(sd_s - sd_t) <= allowed):
             break
