@@ -91,6 +91,27 @@ def test_lct_matches_rgb_mean_and_covariance(astronaut_crop, lfw_face, masked):
     assert np.all(_relative(mean_out, mean_t) < 0.05)
 
 
+def test_rct_with_a_feathered_mask_matches_the_weighted_statistics(astronaut_crop, astronaut, astronaut_face,
+                                                                   lfw_face):
+    """The server's mask: the hull feathered to soft weights. Weighted LAB mean and std follow the target's."""
+    crop, _ = astronaut_crop
+    aligned = align_face(astronaut, astronaut_face, SIZE)
+    weights = hull_mask(transform_points(astronaut_face.mesh, aligned.matrix), SIZE, feather=SIZE / 16)
+    soft = (weights > 0.02) & (weights < 0.98)
+    assert soft.mean() > 0.1  # a real share of the weights lies strictly between 0 and 1
+
+    def weighted_lab(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lab = cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+        w = weights.reshape(-1).astype(np.float64)
+        mean = (lab * w[:, None]).sum(axis=0) / w.sum()
+        return mean, np.sqrt((((lab - mean) ** 2) * w[:, None]).sum(axis=0) / w.sum())
+
+    mean_out, std_out = weighted_lab(transfer_color(crop, lfw_face, "rct", weights))
+    mean_t, std_t = weighted_lab(lfw_face)
+    assert np.all(_relative(mean_out, mean_t) < 0.05), _relative(mean_out, mean_t)
+    assert np.all(_relative(std_out, std_t) < 0.05), _relative(std_out, std_t)
+
+
 def test_statistics_come_from_the_masked_region_only(astronaut_crop):
     crop, _ = astronaut_crop
     target = np.zeros((SIZE, SIZE, 3), np.uint8)
