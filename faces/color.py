@@ -88,8 +88,8 @@ def _weighted_mean_std(lab: Float32Array, weights3: Float32Array | None) -> tupl
     OpenCV's single-threaded sums rather than `w @ pixels`: numpy runs that as a BLAS gemv, and OpenBLAS splits
     a 4096x3 gemv over its thread pool, which stalls for milliseconds when the cores are busy with video
     (measured 1-4 ms per call in the stream server, against ~10 us here). One pass for both moments
-    (var = E[x^2] - E[x]^2): LAB values are at most ~100 and OpenCV sums in double, so the cancellation costs
-    ~1e-4 of a std; a second, centred pass cost more than the whole rest of a 128 px transfer.
+    (var = E[x^2] - E[x]^2) instead of a second, centred pass over the image: LAB values are at most ~100, the
+    products are float32 and OpenCV sums them in double, so the cancellation is far below a thousandth of a std.
     """
     if weights3 is None:
         mean_mat, std_mat = cv2.meanStdDev(lab)
