@@ -139,7 +139,7 @@ def _reinhard(
         affine = np.zeros((3, 4), dtype=np.float32)
         affine[:, :3] = np.diag(gain)
         affine[:, 3] = mu_t - mu_s * gain
-        lab = cv2.transform(lab, affine)
+        lab = np.asarray(cv2.transform(lab, affine), dtype=np.float32)
         np.clip(lab[:, :, 0], 0.0, 100.0, out=lab[:, :, 0])
         # OpenCV's float LAB->RGB clips to [0,1]: that is the gamut clipping a refinement pass corrects for.
         rgb = np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), np.float32)
