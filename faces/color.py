@@ -52,10 +52,12 @@ def _split_masks(
     if isinstance(mask, tuple):
         if len(mask) != 2:
             raise FaceError("mask must be one array or a (source_mask, target_mask) pair")
-        pair = mask
-    else:
-        pair = (mask, mask)
-    return _check_weights(pair[0], source_shape, "source"), _check_weights(pair[1], target_shape, "target")
+        return _check_weights(mask[0], source_shape, "source"), _check_weights(mask[1], target_shape, "target")
+    # One mask for both (the server's case): checked once where the sizes agree (else the target's check says
+    # why), and the one array lets _reinhard build its weights once.
+    weights = _check_weights(mask, source_shape, "source")
+    same_size = tuple(source_shape) == tuple(target_shape)
+    return weights, weights if same_size else _check_weights(mask, target_shape, "target")
 
 
 def _check_weights(mask: Weights | None, shape: tuple[int, ...], which: str) -> Float64Array | None:
@@ -129,7 +131,8 @@ def _reinhard(
     source: ImageRGB, target: ImageRGB, source_mask: Float64Array | None, target_mask: Float64Array | None
 ) -> ImageRGB:
     source_weights = _moments_weights(source_mask, source.shape)
-    mu_t, sd_t = _weighted_mean_std(_to_lab(target), _moments_weights(target_mask, target.shape))
+    target_weights = source_weights if target_mask is source_mask else _moments_weights(target_mask, target.shape)
+    mu_t, sd_t = _weighted_mean_std(_to_lab(target), target_weights)
     lab = _to_lab(source)
     mu_s, sd_s = _weighted_mean_std(lab, source_weights)
     for refine in range(RCT_REFINE_PASSES + 1):
