@@ -52,7 +52,11 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder-channels", type=int, default=None,
                    help="first decoder stage width, halves per level (default 128)")
     p.add_argument("--residual-blocks", type=int, default=None, help="residual blocks per decoder level (default 1)")
-    p.add_argument("--eyes-mouth-weight", type=float, default=1.0, help="extra loss weight on eyes and mouth")
+    p.add_argument("--eyes-mouth-weight", type=float, default=1.0,
+                   help="extra loss weight on eyes and mouth (default 1); --eyes-weight / --mouth-weight set one")
+    p.add_argument("--eyes-weight", type=float, default=None, help="extra loss weight on the eyes (default: as above)")
+    p.add_argument("--mouth-weight", type=float, default=None,
+                   help="extra loss weight on the mouth (default: as --eyes-mouth-weight)")
     p.add_argument("--l1-weight", type=float, default=1.0, help="weight of the masked L1 loss (default 1)")
     p.add_argument("--dssim-weight", type=float, default=1.0, help="weight of the masked DSSIM loss (default 1)")
     p.add_argument("--edge-weight", type=float, default=0.0,
@@ -128,6 +132,9 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from training.train_faces import FaceTrainConfig, train_faces
     from training.warp import AugmentConfig
 
+    if not args.eyes_mouth_weight >= 0:
+        # LossWeights would name --eyes-weight, a flag this user did not give
+        parser.error(f"--eyes-mouth-weight must not be negative, got {args.eyes_mouth_weight}")
     try:
         config = FaceTrainConfig(
             faces_a=args.a, faces_b=args.b, out=args.out, size=args.size, steps=args.steps, batch=args.batch,
@@ -135,7 +142,9 @@ def _run_faces(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, workers=args.workers,
             threads=args.threads, seed=args.seed, max_minutes=args.max_minutes, shape=_model_shape(args), base=args.base,
             loss=LossWeights(l1=args.l1_weight, dssim=args.dssim_weight, mask=args.mask_weight,
-                             eyes_mouth=args.eyes_mouth_weight, edge=args.edge_weight,
+                             eyes=args.eyes_mouth_weight if args.eyes_weight is None else args.eyes_weight,
+                             mouth=args.eyes_mouth_weight if args.mouth_weight is None else args.mouth_weight,
+                             edge=args.edge_weight,
                              code_align=args.code_align_weight),
             augment=AugmentConfig(warp_strength=args.warp_strength, colour_swap=args.colour_swap),
             balance_eyes=args.balance_eyes, balance_mouth=args.balance_mouth, progress=not args.no_progress,

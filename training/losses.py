@@ -1,5 +1,5 @@
 """Losses of the face-swap trainer: masked L1, masked DSSIM, a masked edge (image gradient) loss, mask loss, and
-an eye/mouth weight map.
+eye and mouth weight maps.
 
 L1 and DSSIM are satisfied by a face a little softer than the target (a blur costs them little where the target
 is smooth on average); the edge term compares the images' gradients directly, so a soft edge costs as much as a
@@ -25,8 +25,11 @@ class LossWeights:
     mask: float = 0.5
     background: float = 0.1
     """Weight of pixels outside the face mask (so previews are sane outside the face)."""
-    eyes_mouth: float = 1.0
-    """Extra weight on eyes and mouth (0 turns it off)."""
+    eyes: float = 1.0
+    """Extra weight on both eyes (0 turns it off)."""
+    mouth: float = 1.0
+    """Extra weight on the mouth (0 turns it off). Two weights, not one: the mouth's figures follow its weight while
+    the eyes' do not (docs/quality.md), so each can be set where it pays."""
     edge: float = 0.0
     """Weight of the masked L1 between the images' gradients (sharp edges; 0 turns it off)."""
     code_align: float = 0.0
@@ -38,7 +41,7 @@ class LossWeights:
     """
 
     def __post_init__(self) -> None:
-        for name in ("l1", "dssim", "mask", "background", "eyes_mouth", "edge", "code_align"):
+        for name in ("l1", "dssim", "mask", "background", "eyes", "mouth", "edge", "code_align"):
             if not getattr(self, name) >= 0:
                 flag = "--" + name.replace("_", "-") + "-weight"
                 raise ValueError(f"{flag} (loss weight {name}) must not be negative, got {getattr(self, name)}")
@@ -128,10 +131,17 @@ def mask_loss(pred_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tenso
 
 
 def pixel_weights(mask: torch.Tensor, feature_weight: torch.Tensor | None, weights: LossWeights) -> torch.Tensor:
-    """Per-pixel loss weight: 1 on the face, `background` outside, plus `eyes_mouth` on the feature map."""
+    """Per-pixel loss weight: 1 on the face, `background` outside, plus `eyes` and `mouth` on their feature maps
+    (`feature_weight` (N,2,H,W): channel 0 the eyes, channel 1 the mouth, as feature_weight_map draws them)."""
     out = weights.background + (1.0 - weights.background) * mask
-    if feature_weight is not None and weights.eyes_mouth > 0:
-        out = out + weights.eyes_mouth * feature_weight
+    if feature_weight is None:
+        return out
+    if feature_weight.ndim != 4 or feature_weight.shape[1] != 2:
+        raise ValueError(f"feature weights must be (N, 2, H, W) (eyes, mouth), got {tuple(feature_weight.shape)}")
+    if weights.eyes > 0:
+        out = out + weights.eyes * feature_weight[:, 0:1]
+    if weights.mouth > 0:
+        out = out + weights.mouth * feature_weight[:, 1:2]
     return out
 
 
@@ -165,16 +175,19 @@ def code_gap(code_a: torch.Tensor, code_b: torch.Tensor) -> torch.Tensor:
 
 
 def feature_weight_map(keypoints: np.ndarray, size: int) -> np.ndarray:
-    """A soft (S,S) float32 map that is 1 around both eyes and the mouth, from the 5 keypoints (crop px)."""
-    out = np.zeros((size, size), np.float32)
+    """Soft (S,S,2) float32 maps from the 5 keypoints (crop px): channel 0 is 1 around both eyes, channel 1 around
+    the mouth."""
+    eyes = np.zeros((size, size), np.float32)
+    mouth = np.zeros((size, size), np.float32)
     eye_distance = float(np.linalg.norm(keypoints[1] - keypoints[0]))
     radius = max(1, int(round(0.3 * eye_distance)))
     for eye in keypoints[:2]:
-        cv2.circle(out, (int(round(eye[0])), int(round(eye[1]))), radius, 1.0, -1)
+        cv2.circle(eyes, (int(round(eye[0])), int(round(eye[1]))), radius, 1.0, -1)
     left, right = keypoints[3], keypoints[4]
     centre = (left + right) / 2.0
     half_width = max(1, int(round(0.6 * float(np.linalg.norm(right - left)))))
     angle = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
-    cv2.ellipse(out, (int(round(centre[0])), int(round(centre[1]))), (half_width, max(1, radius)), angle, 0, 360, 1.0, -1)
+    cv2.ellipse(mouth, (int(round(centre[0])), int(round(centre[1]))), (half_width, max(1, radius)), angle, 0, 360,
+                1.0, -1)
     blur = max(3, (size // 16) | 1)
-    return cv2.GaussianBlur(out, (blur, blur), 0)
+    return np.stack([cv2.GaussianBlur(eyes, (blur, blur), 0), cv2.GaussianBlur(mouth, (blur, blur), 0)], axis=-1)

@@ -9,8 +9,9 @@ import torch
 
 from swapstream.cli import main as swapstream_main
 from training.faceset import SideBatch
-from training.losses import (LossWeights, code_gap, face_losses, gaussian_blur_matrix, image_gradients, masked_edge_l1,
-                             ssim_map)
+from faces.align import template_points
+from training.losses import (LossWeights, code_gap, face_losses, feature_weight_map, gaussian_blur_matrix,
+                             image_gradients, masked_edge_l1, pixel_weights, ssim_map)
 from training.swap_model import SwapAutoencoder
 from training.train_faces import ModelShape, training_step
 
@@ -66,13 +67,48 @@ def test_edge_term_joins_the_total_only_when_weighted() -> None:
 
 
 @pytest.mark.parametrize("flag", ["--edge-weight", "--dssim-weight", "--l1-weight", "--mask-weight",
-                                  "--code-align-weight"])
+                                  "--code-align-weight", "--eyes-mouth-weight", "--eyes-weight", "--mouth-weight"])
 def test_negative_loss_weights_are_named(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["train", "faces", "--a", str(tmp_path), "--b", str(tmp_path), "--out", str(tmp_path / "r"), flag, "-1"]
     with pytest.raises(SystemExit) as info:
         swapstream_main(argv)
     assert info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def _feature_maps(size: int = 64) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """(1,2,S,S) eye and mouth maps of a face on the alignment template; an eye's and the mouth's pixel (x, y)."""
+    points = template_points(size)
+    maps = torch.from_numpy(feature_weight_map(points, size)).permute(2, 0, 1)[None]
+    eye = (int(round(points[0][0])), int(round(points[0][1])))
+    mouth = tuple(int(round(v)) for v in (points[3] + points[4]) / 2)
+    return maps, eye, (mouth[0], mouth[1])
+
+
+def test_eye_and_mouth_maps_each_cover_only_their_own_feature() -> None:
+    maps, (ex, ey), (mx, my) = _feature_maps()
+    assert maps.shape == (1, 2, 64, 64)
+    assert float(maps[0, 0, ey, ex]) > 0.9 and float(maps[0, 1, ey, ex]) < 0.01
+    assert float(maps[0, 1, my, mx]) > 0.9 and float(maps[0, 0, my, mx]) < 0.01
+
+
+def test_mouth_and_eye_weights_raise_only_their_own_pixels() -> None:
+    maps, (ex, ey), (mx, my) = _feature_maps()
+    face = torch.ones(1, 1, 64, 64)
+    mouth_only = pixel_weights(face, maps, LossWeights(eyes=0.0, mouth=20.0))
+    assert float(mouth_only[0, 0, my, mx]) > 19.0 and float(mouth_only[0, 0, ey, ex]) == pytest.approx(1.0, abs=0.2)
+    eyes_only = pixel_weights(face, maps, LossWeights(eyes=5.0, mouth=0.0))
+    assert float(eyes_only[0, 0, ey, ex]) > 5.5 and float(eyes_only[0, 0, my, mx]) == pytest.approx(1.0, abs=0.05)
+    # the same error at the mouth costs far more under a mouth weight; the eyes' weight leaves it alone
+    target = torch.zeros(1, 3, 64, 64)
+    pred = target.clone()
+    pred[..., my - 2:my + 3, mx - 6:mx + 7] = 1.0
+    def l1(weights: LossWeights) -> float:
+        return float(face_losses(pred, face, target, face, maps, weights)["l1"])
+    assert l1(LossWeights(eyes=0.0, mouth=20.0)) > 5 * l1(LossWeights(eyes=0.0, mouth=0.0))
+    assert l1(LossWeights(eyes=20.0, mouth=0.0)) < l1(LossWeights(eyes=0.0, mouth=0.0))
+    with pytest.raises(ValueError, match="eyes, mouth"):
+        pixel_weights(face, maps[:, :1], LossWeights())
 
 
 def test_code_gap_is_zero_for_equal_means_and_the_squared_offset_otherwise() -> None:
@@ -86,7 +122,7 @@ def _side(colour: tuple[float, float, float], generator: torch.Generator, size: 
     faces = (torch.tensor(colour).view(1, 3, 1, 1) + 0.2 * torch.rand(8, 3, size, size, generator=generator))
     faces = faces.clamp(0, 1)
     ones = torch.ones(8, 1, size, size)
-    return SideBatch(input=faces, target=faces, mask=ones, features=ones)
+    return SideBatch(input=faces, target=faces, mask=ones, features=torch.cat([ones, torch.zeros_like(ones)], 1))
 
 
 def _gap_after_training(code_align: float, steps: int = 40) -> tuple[float, float]:

@@ -160,6 +160,21 @@ def test_corrupt_checkpoint_on_resume_names_the_file(
     assert "swapstream train: error:" in err and str(ckpt) in err and "corrupt" in err
 
 
+def test_eye_and_mouth_weights_reach_the_run_one_by_one_or_both_at_once(
+    synthetic_facesets: SyntheticFaceSets, tmp_path: Path
+) -> None:
+    """--eyes-mouth-weight sets both (the recipes that use it train as before); --mouth-weight overrides one."""
+    for name, flags, expected in (("both", ["--eyes-mouth-weight", "10"], (10.0, 10.0)),
+                                  ("split", ["--eyes-mouth-weight", "10", "--mouth-weight", "20"], (10.0, 20.0))):
+        out = tmp_path / name
+        argv = ["train", "faces", "--a", str(synthetic_facesets.a), "--b", str(synthetic_facesets.b), "--out",
+                str(out), "--steps", "1", "--batch", "2", "--workers", "1", "--device", "cpu", "--no-progress",
+                *MICRO_FLAGS, *flags]
+        assert swapstream_main(argv) == 0
+        loss = read_checkpoint(checkpoint_path(out)).train_config["loss"]
+        assert (loss["eyes"], loss["mouth"]) == expected
+
+
 def test_resume_without_checkpoint_and_overwrite_without_resume_are_refused(
     synthetic_facesets: SyntheticFaceSets, tmp_path: Path
 ) -> None:
