@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from swapstream.atomic import atomic_write_text
-from training.checkpoint import Checkpoint, checkpoint_path, read_checkpoint, restore_model, save_checkpoint
+from training.checkpoint import (Checkpoint, checkpoint_path, read_checkpoint, restore_model, run_writer,
+                                 save_checkpoint)
 from training.errors import CheckpointError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="one weight per run (default: equal)")
     parser.add_argument("--out", type=Path, required=True, help="the run folder to write")
     args = parser.parse_args(argv)
-    try:
-        path = average_runs(args.runs, args.out, args.weights)
-    except TrainingError as exc:
-        print(f"python -m training.average: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
+    return run_writer(parser.prog, lambda: average_runs(args.runs, args.out, args.weights))
 
 
 if __name__ == "__main__":

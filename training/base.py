@@ -14,8 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training.checkpoint import checkpoint_path, read_checkpoint, restore_model, save_checkpoint
-from training.errors import TrainingError
+from training.checkpoint import checkpoint_path, read_checkpoint, restore_model, run_writer, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, metavar="RUN", help="a face training run (RUN/checkpoint.safetensors)")
     parser.add_argument("--out", type=Path, required=True, help="the base checkpoint file to write")
     args = parser.parse_args(argv)
-    try:
-        path = write_base(args.run, args.out)
-    except TrainingError as exc:
-        print(f"python -m training.base: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
+    return run_writer(parser.prog, lambda: write_base(args.run, args.out))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +24,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from swapstream.atomic import atomic_write_bytes
-from training.errors import CheckpointError
+from training.errors import CheckpointError, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -288,3 +290,16 @@ def restore_rng(state: dict[str, Any]) -> None:
     if "python" in state:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+
+
+def run_writer(prog: str, write: Callable[[], Path]) -> int:
+    """The end of a command that writes one checkpoint file (`python -m training.base`, `training.average`): the
+    file and its size on success, `prog: error: ...` and exit status 1 on a TrainingError."""
+    try:
+        path = write()
+    except TrainingError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
