@@ -2,7 +2,7 @@
 
 Runs fine-tuned from one start stay in one basin of the loss, so the mean of their weights is a model as well,
 and often a better one than either end: the demo's sixth stage is the mean of the fifth stage and a run from it
-with the mouth weighted 40x, which keeps the mouth gained and gives back most of what that run lost at the eyes
+with the mouth weighted 40x, which keeps most of the mouth that run gained and loses less at the eyes than it did
 (docs/quality.md). Runs that did not share a start average to noise; nothing here can tell, so only average a
 run with its own descendants.
 

@@ -302,4 +302,3 @@ def run_writer(prog: str, write: Callable[[], Path]) -> int:
         return 1
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
-

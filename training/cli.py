@@ -54,7 +54,8 @@ def _faces_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual-blocks", type=int, default=None, help="residual blocks per decoder level (default 1)")
     p.add_argument("--eyes-mouth-weight", type=float, default=1.0,
                    help="extra loss weight on eyes and mouth (default 1); --eyes-weight / --mouth-weight set one")
-    p.add_argument("--eyes-weight", type=float, default=None, help="extra loss weight on the eyes (default: as above)")
+    p.add_argument("--eyes-weight", type=float, default=None,
+                   help="extra loss weight on the eyes (default: as --eyes-mouth-weight)")
     p.add_argument("--mouth-weight", type=float, default=None,
                    help="extra loss weight on the mouth (default: as --eyes-mouth-weight)")
     p.add_argument("--l1-weight", type=float, default=1.0, help="weight of the masked L1 loss (default 1)")

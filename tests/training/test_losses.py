@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from faces.align import template_points
 from swapstream.cli import main as swapstream_main
 from training.faceset import SideBatch
-from faces.align import template_points
 from training.losses import (LossWeights, code_gap, face_losses, feature_weight_map, gaussian_blur_matrix,
                              image_gradients, masked_edge_l1, pixel_weights, ssim_map)
 from training.swap_model import SwapAutoencoder
@@ -103,6 +103,7 @@ def test_mouth_and_eye_weights_raise_only_their_own_pixels() -> None:
     target = torch.zeros(1, 3, 64, 64)
     pred = target.clone()
     pred[..., my - 2:my + 3, mx - 6:mx + 7] = 1.0
+
     def l1(weights: LossWeights) -> float:
         return float(face_losses(pred, face, target, face, maps, weights)["l1"])
     assert l1(LossWeights(eyes=0.0, mouth=20.0)) > 5 * l1(LossWeights(eyes=0.0, mouth=0.0))
