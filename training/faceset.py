@@ -138,7 +138,7 @@ class FaceSet:
 
 @dataclass(frozen=True)
 class SideBatch:
-    """A batch of one identity as tensors: (B,3,S,S) inputs/targets, (B,1,S,S) mask and feature weights."""
+    """A batch of one identity as tensors: (B,3,S,S) inputs/targets, (B,1,S,S) mask, (B,2,S,S) eye and mouth maps."""
 
     input: torch.Tensor
     target: torch.Tensor

@@ -131,7 +131,8 @@ def test_batches_depend_only_on_seed_and_step(synthetic_facesets: SyntheticFaceS
     assert not torch.equal(batch_at(5, 0), batch_at(6, 0))
     side = make_side_batch(faces_a, np.arange(3), np.random.default_rng(0), None)
     assert side.input.shape == (3, 3, 64, 64) and side.mask.shape == (3, 1, 64, 64)
-    assert side.features.shape == (3, 1, 64, 64) and float(side.features.max()) > 0.5
+    assert side.features.shape == (3, 2, 64, 64)  # eyes, mouth
+    assert float(side.features[:, 0].max()) > 0.5 and float(side.features[:, 1].max()) > 0.5
 
 
 def test_losses_are_zero_for_a_perfect_face_and_ignore_the_background() -> None:
