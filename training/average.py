@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from swapstream.atomic import atomic_write_text
-from training.checkpoint import (Checkpoint, checkpoint_path, read_checkpoint, restore_model, run_writer,
-                                 save_checkpoint)
+from training.checkpoint import Checkpoint, build_model, checkpoint_path, read_checkpoint, run_writer, save_checkpoint
 from training.errors import CheckpointError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def average_runs(runs: list[Path], out: Path, weights: list[float] | None = None
         if checkpoint.model_config != first.model_config:
             raise CheckpointError(f"{checkpoint.path} holds a model of shape {checkpoint.model_config}, "
                                   f"not {first.path}'s {first.model_config}; only runs of one shape average")
-    model = restore_model(first)
+    model = build_model("swap", first.model_config)
     model.load_state_dict(_mean_state(checkpoints, weights), strict=True)
     sources = [{"run": str(run), "weight": w, "step": c.step} for run, w, c in zip(runs, weights, checkpoints)]
     out.mkdir(parents=True, exist_ok=True)
