@@ -100,14 +100,16 @@ DEMO_MORE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 4e-4 --lr-final 0.1 --step
 # the stage is the mean of the fifth stage's weights and its (run-sixth, python -m training.average): a101's mouth
 # correlation 0.64 -> 0.69, a103's 0.91 -> 0.92, a101's eyes 0.86 -> 0.86, a103's 0.84 -> 0.83 (docs/quality.md).
 DEMO_MOUTH_STEPS ?= 12000
+# the sixth stage's eye and mouth weights, kept by the seventh
+DEMO_FEATURE_WEIGHTS ?= --eyes-weight 10 --mouth-weight 40
 DEMO_MOUTH_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 4e-4 --lr-final 0.1 --steps $(DEMO_MOUTH_STEPS) \
-  $(DEMO_ALIGNED_FLAGS) --eyes-weight 10 --mouth-weight 40
+  $(DEMO_ALIGNED_FLAGS) $(DEMO_FEATURE_WEIGHTS)
 # Seventh stage, from the sixth's weights: the same data, alignment and weights with the edge (image gradient)
 # loss at 6x, 3 500 steps at 2e-4 (run-edge): the eyes blink more fully, a103's eye correlation 0.83 -> 0.86,
 # a101's 0.86 -> 0.86, the mouth 0.69 / 0.92 -> 0.69 / 0.91 (docs/quality.md).
 DEMO_EDGE_STEPS ?= 3500
 DEMO_EDGE_FLAGS ?= --size $(DEMO_SIZE) --batch 8 --lr 2e-4 --lr-final 0.1 --steps $(DEMO_EDGE_STEPS) \
-  $(DEMO_ALIGNED_FLAGS) --eyes-weight 10 --mouth-weight 40 --edge-weight 6
+  $(DEMO_ALIGNED_FLAGS) $(DEMO_FEATURE_WEIGHTS) --edge-weight 6
 # The Studio's starting point (`train faces --base`): the same pair at the Studio's 64 px and recipe shape
 # (stream_server/studio/config.py StudioRecipe), so a job's first minutes adapt a face model instead of growing one.
 DEMO_BASE_SIZE ?= 64
