@@ -24,16 +24,17 @@ def _conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 convolutions with a skip connection."""
+    """Two 3x3 convolutions with a skip connection; `activate_sum=False` leaves the sum as it is, so a block whose
+    last convolution is zero passes its input on unchanged (how `training.grow` adds one to a trained model)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, activate_sum: bool = True) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
-        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self.act: nn.Module = nn.LeakyReLU(0.2, inplace=True) if activate_sum else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(x + self.body(x))
@@ -86,15 +87,18 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Upsamples the shared code to an RGB face in [0,1] and a one-channel mask in [0,1]."""
 
-    def __init__(self, code_channels: int, channels: int, upscales: int, residual_blocks: int) -> None:
+    def __init__(self, code_channels: int, channels: int, upscales: int, residual_blocks: int,
+                 min_channels: int = 8, full_size_blocks: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = code_channels
         for level in range(upscales):
-            out_ch = max(channels // 2**level, 8)
+            out_ch = max(channels // 2**level, min_channels)
             layers.append(Upscale(in_ch, out_ch))
             layers.extend(ResidualBlock(out_ch) for _ in range(residual_blocks))
             in_ch = out_ch
+        # appended after every level's layers, so a model grown from one without them keeps its layers' names
+        layers.extend(ResidualBlock(in_ch, activate_sum=False) for _ in range(full_size_blocks))
         self.body = nn.Sequential(*layers)
         self.to_rgb = nn.Conv2d(in_ch, 3, 3, padding=1)
         self.to_mask = nn.Conv2d(in_ch, 1, 3, padding=1)
@@ -119,6 +123,8 @@ class SwapAutoencoder(nn.Module):
         code_channels: int = 128,
         decoder_channels: int = 128,
         residual_blocks: int = 1,
+        decoder_min_channels: int = 8,
+        full_size_blocks: int = 0,
     ) -> None:
         super().__init__()
         if face_size % 2**encoder_depth:
@@ -134,12 +140,20 @@ class SwapAutoencoder(nn.Module):
             "decoder_channels": decoder_channels,
             "residual_blocks": residual_blocks,
         }
+        # Written only when they differ from the shape every model had before they existed, so that older
+        # checkpoints and manifests (which lack them) still compare equal to a model of the same shape.
+        if decoder_min_channels != 8:
+            self.config["decoder_min_channels"] = decoder_min_channels
+        if full_size_blocks:
+            self.config["full_size_blocks"] = full_size_blocks
         self.face_size = face_size
         self.encoder = Encoder(face_size, encoder_channels, encoder_depth, bottleneck, code_channels)
         # the encoder's code is already one step up from its smallest size
         upscales = encoder_depth - 1
-        self.decoder_a = Decoder(code_channels, decoder_channels, upscales, residual_blocks)
-        self.decoder_b = Decoder(code_channels, decoder_channels, upscales, residual_blocks)
+        self.decoder_a = Decoder(code_channels, decoder_channels, upscales, residual_blocks, decoder_min_channels,
+                                 full_size_blocks)
+        self.decoder_b = Decoder(code_channels, decoder_channels, upscales, residual_blocks, decoder_min_channels,
+                                 full_size_blocks)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Faces (N,3,S,S) in [0,1] -> the shared code."""
