@@ -55,13 +55,12 @@ def grow_state(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor],
 def grow_model(model: SwapAutoencoder, *, decoder_min_channels: int, full_size_blocks: int) -> SwapAutoencoder:
     """A model of `model`'s shape with the decoders' full-size level widened and/or deepened, its weights carried."""
     config = dict(model.config)
-    if decoder_min_channels < config.get("decoder_min_channels", 8):
-        raise CheckpointError(f"--decoder-min-channels {decoder_min_channels} would shrink the model "
-                              f"(it has {config.get('decoder_min_channels', 8)})")
-    if full_size_blocks < config.get("full_size_blocks", 0):
-        raise CheckpointError(f"--full-size-blocks {full_size_blocks} would shrink the model "
-                              f"(it has {config.get('full_size_blocks', 0)})")
-    config.update(decoder_min_channels=decoder_min_channels, full_size_blocks=full_size_blocks)
+    # a config without them is the shape before they existed: 8 channels, no blocks (SwapAutoencoder's defaults)
+    for flag, key, wanted, default in (("--decoder-min-channels", "decoder_min_channels", decoder_min_channels, 8),
+                                       ("--full-size-blocks", "full_size_blocks", full_size_blocks, 0)):
+        if wanted < config.get(key, default):
+            raise CheckpointError(f"{flag} {wanted} would shrink the model (it has {config.get(key, default)})")
+        config[key] = wanted
     grown = SwapAutoencoder(**config)
     # the added blocks come last in each decoder's body; their last convolution starts at zero
     start_at_zero = {
