@@ -24,7 +24,7 @@ import torch
 
 from training.checkpoint import checkpoint_path, read_checkpoint, restore_model, run_writer, save_checkpoint
 from training.errors import CheckpointError
-from training.swap_model import SwapAutoencoder
+from training.swap_model import GROWTH_DEFAULTS, SwapAutoencoder
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,10 @@ def grow_state(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor],
 def grow_model(model: SwapAutoencoder, *, decoder_min_channels: int, full_size_blocks: int) -> SwapAutoencoder:
     """A model of `model`'s shape with the decoders' full-size level widened and/or deepened, its weights carried."""
     config = dict(model.config)
-    # a config without them is the shape before they existed: 8 channels, no blocks (SwapAutoencoder's defaults)
-    for flag, key, wanted, default in (("--decoder-min-channels", "decoder_min_channels", decoder_min_channels, 8),
-                                       ("--full-size-blocks", "full_size_blocks", full_size_blocks, 0)):
-        if wanted < config.get(key, default):
-            raise CheckpointError(f"{flag} {wanted} would shrink the model (it has {config.get(key, default)})")
+    for key, wanted in (("decoder_min_channels", decoder_min_channels), ("full_size_blocks", full_size_blocks)):
+        current = config.get(key, GROWTH_DEFAULTS[key])
+        if wanted < current:
+            raise CheckpointError(f"--{key.replace('_', '-')} {wanted} would shrink the model (it has {current})")
         config[key] = wanted
     grown = SwapAutoencoder(**config)
     # the added blocks come last in each decoder's body; their last convolution starts at zero
@@ -82,9 +81,8 @@ def write_grown(source: Path, out: Path, *, decoder_min_channels: int, full_size
     train_config = {"grown_from": str(source), "source_train_config": checkpoint.train_config}
     save_checkpoint(out, kind="swap", model=grown, model_config=grown.config, step=checkpoint.step,
                     train_config=train_config)
-    before = sum(p.numel() for p in model.parameters())
-    after = sum(p.numel() for p in grown.parameters())
-    log.info("wrote %s: %s grown to %s (%d -> %d parameters)", out, source, grown.config, before, after)
+    log.info("wrote %s: %s grown to %s (%d -> %d parameters)", out, source, grown.config,
+             model.parameter_counts()["total"], grown.parameter_counts()["total"])
     return out
 
 
@@ -93,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.grow", description=__doc__.split("\n")[0])
     parser.add_argument("source", type=Path, metavar="RUN_OR_CHECKPOINT",
                         help="a face training run folder, or a swap checkpoint file")
-    parser.add_argument("--decoder-min-channels", type=int, default=8,
+    parser.add_argument("--decoder-min-channels", type=int, default=GROWTH_DEFAULTS["decoder_min_channels"],
                         help="width of the decoders' narrowest (full-size) levels (default 8: as before)")
-    parser.add_argument("--full-size-blocks", type=int, default=0,
+    parser.add_argument("--full-size-blocks", type=int, default=GROWTH_DEFAULTS["full_size_blocks"],
                         help="residual blocks at the decoders' full size (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="the grown base checkpoint to write")
     args = parser.parse_args(argv)

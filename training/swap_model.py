@@ -14,6 +14,9 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 Side = Literal["a", "b"]
+GROWTH_DEFAULTS: dict[str, int] = {"decoder_min_channels": 8, "full_size_blocks": 0}
+"""The growth options' values in the shape every model had before they existed (`training.grow`); a model_config
+without them means these."""
 Direction = Literal["a2b", "b2a", "a2a", "b2b"]
 
 
@@ -88,7 +91,7 @@ class Decoder(nn.Module):
     """Upsamples the shared code to an RGB face in [0,1] and a one-channel mask in [0,1]."""
 
     def __init__(self, code_channels: int, channels: int, upscales: int, residual_blocks: int,
-                 min_channels: int = 8, full_size_blocks: int = 0) -> None:
+                 min_channels: int, full_size_blocks: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = code_channels
@@ -123,8 +126,8 @@ class SwapAutoencoder(nn.Module):
         code_channels: int = 128,
         decoder_channels: int = 128,
         residual_blocks: int = 1,
-        decoder_min_channels: int = 8,
-        full_size_blocks: int = 0,
+        decoder_min_channels: int = GROWTH_DEFAULTS["decoder_min_channels"],
+        full_size_blocks: int = GROWTH_DEFAULTS["full_size_blocks"],
     ) -> None:
         super().__init__()
         if face_size % 2**encoder_depth:
@@ -142,10 +145,8 @@ class SwapAutoencoder(nn.Module):
         }
         # Written only when they differ from the shape every model had before they existed, so that older
         # checkpoints and manifests (which lack them) still compare equal to a model of the same shape.
-        if decoder_min_channels != 8:
-            self.config["decoder_min_channels"] = decoder_min_channels
-        if full_size_blocks:
-            self.config["full_size_blocks"] = full_size_blocks
+        growth = {"decoder_min_channels": decoder_min_channels, "full_size_blocks": full_size_blocks}
+        self.config.update((key, value) for key, value in growth.items() if value != GROWTH_DEFAULTS[key])
         self.face_size = face_size
         self.encoder = Encoder(face_size, encoder_channels, encoder_depth, bottleneck, code_channels)
         # the encoder's code is already one step up from its smallest size
