@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, metavar="RUN_OR_CHECKPOINT",
                         help="a face training run folder, or a swap checkpoint file")
     parser.add_argument("--decoder-min-channels", type=int, default=GROWTH_DEFAULTS["decoder_min_channels"],
-                        help="width of the decoders' narrowest (full-size) levels (default 8: as before)")
+                        help="width of the decoders' narrowest (full-size) levels (default %(default)s: as before)")
     parser.add_argument("--full-size-blocks", type=int, default=GROWTH_DEFAULTS["full_size_blocks"],
-                        help="residual blocks at the decoders' full size (default 0)")
+                        help="residual blocks at the decoders' full size (default %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="the grown base checkpoint to write")
     args = parser.parse_args(argv)
     return run_writer(parser.prog, lambda: write_grown(args.source, args.out,
