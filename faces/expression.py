@@ -15,6 +15,8 @@ FOREHEAD_TOP = 10
 CHIN = 152
 INNER_LIP_UPPER = 13
 INNER_LIP_LOWER = 14
+# The outer edge of both lips, in order around the mouth (mediapipe's FACEMESH_LIPS, outer ring).
+OUTER_LIP = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 # Per eye: its two corners and three (upper lid, lower lid) pairs. The first eye is the one on the image's left.
 EYES: tuple[tuple[tuple[int, int], tuple[tuple[int, int], ...]], ...] = (
     ((33, 133), ((160, 144), (159, 145), (158, 153))),

@@ -7,13 +7,20 @@ import numpy as np
 import numpy.typing as npt
 
 from faces.errors import FaceError
-from faces.types import Float32Array, Float64Array, check_points
+from faces.expression import OUTER_LIP
+from faces.types import MESH_POINTS, Float32Array, Float64Array, check_points
 
 # A face outline in "eye frame" units (origin between the eyes, x along the eye line, one unit = eye distance):
 # an ellipse matching the mesh hull measured on 94 LFW faces (x +-1.13, y -0.83..+1.82).
 _OUTLINE_CENTRE = np.array([0.0, 0.50])
 _OUTLINE_RADII = np.array([1.10, 1.32])
 _OUTLINE_POINTS = 48
+# About the mouth corners of 5 keypoints (no mesh), in units of the corner distance: the lips hang below the
+# corners' line (more so when the mouth opens) and rise only a little above it, so the outline is a half ellipse
+# below that line, reaching just past the corners, under a flat top.
+_MOUTH_HALF_WIDTH = 0.55
+_MOUTH_DEPTH = 0.4
+_MOUTH_RISE = 0.05
 
 
 def _mask_shape(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -87,3 +94,70 @@ def hull_mask(points_in_crop: npt.ArrayLike, size: int | tuple[int, int], feathe
     # then blur.
     inside = cv2.distanceTransform((mask >= 128).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     return feather_mask((inside > feather).astype(np.float32), feather)
+
+
+def mouth_outline(points_in_crop: npt.ArrayLike) -> Float64Array:
+    """The lips' outer edge: the mesh's outer lip ring, or an ellipse about the mouth corners of 5 keypoints."""
+    pts = check_points(points_in_crop, "points_in_crop")
+    if pts.shape[0] == MESH_POINTS:
+        ring: Float64Array = pts[list(OUTER_LIP)]
+        return ring
+    if pts.shape[0] != 5:
+        raise FaceError(f"mouth_outline needs 5 keypoints or the {MESH_POINTS}-point mesh, got {pts.shape[0]} points")
+    left, right = pts[3], pts[4]
+    x_axis = right - left
+    width = float(np.linalg.norm(x_axis))
+    if width < 1e-6:
+        raise FaceError("keypoints are degenerate: both mouth corners at the same place")
+    x_axis = x_axis / width
+    y_axis = np.array([-x_axis[1], x_axis[0]])
+    if float(((left + right) / 2 - (pts[0] + pts[1]) / 2) @ y_axis) < 0:
+        y_axis = -y_axis  # "down" is away from the eyes, whatever the image's orientation
+    middle = (left + right) / 2
+    angles = np.linspace(0.0, np.pi, _OUTLINE_POINTS // 2)
+    lower = middle + width * (_MOUTH_HALF_WIDTH * np.cos(angles)[:, None] * x_axis
+                              + _MOUTH_DEPTH * np.sin(angles)[:, None] * y_axis)
+    top = middle - _MOUTH_RISE * width * y_axis
+    outline: Float64Array = np.vstack([lower, top[None, :]])
+    return outline
+
+
+def mouth_mask(points_in_crop: npt.ArrayLike, size: int | tuple[int, int], margin: float, feather: float,
+               margin_up: float | None = None) -> Float32Array:
+    """A float32 [0,1] mask of the mouth: the lips' hull grown by *margin* px, then blurred (sigma feather/2).
+
+    Towards the eyes it grows only *margin_up* px past the top of the upper lip (default: *margin*), which keeps
+    it off the nose. With margins >= feather the lips themselves stay at ~1 (the blur's fall-off lies in them).
+    """
+    shape = _mask_shape(size)
+    pts = check_points(points_in_crop, "points_in_crop")
+    outline = mouth_outline(pts)
+    up_margin = margin if margin_up is None else margin_up
+    for name, value in (("margin", margin), ("feather", feather), ("margin_up", up_margin)):
+        if not np.isfinite(value) or value < 0:
+            raise FaceError(f"{name} must be a number >= 0 px, got {value!r}")
+    mask = np.zeros(shape, dtype=np.uint8)
+    hull = cv2.convexHull(np.round(outline * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, (255,), lineType=cv2.LINE_AA, shift=4)
+    grown = mask >= 128
+    if margin > 0:
+        outside = cv2.distanceTransform((mask < 128).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        grown = outside <= margin
+        if up_margin < margin:
+            up = _towards_the_eyes(pts, outline)
+            heights = outline @ up
+            above_lips = (np.arange(shape[1])[None, :] * up[0] + np.arange(shape[0])[:, None] * up[1]
+                          - heights.max())
+            grown &= (above_lips <= up_margin) | (mask >= 128)
+    return feather_mask(grown.astype(np.float32), feather)
+
+
+def _towards_the_eyes(points: Float64Array, lips: Float64Array) -> Float64Array:
+    """The unit vector from the mouth to the point between the eyes (mesh eye corners 33 / 263, or keypoints)."""
+    eyes = points[[33, 263]] if points.shape[0] == MESH_POINTS else points[:2]
+    direction = eyes.mean(axis=0) - lips.mean(axis=0)
+    length = float(np.linalg.norm(direction))
+    if length < 1e-6:
+        raise FaceError("landmarks are degenerate: the mouth is where the eyes are")
+    up: Float64Array = direction / length
+    return up

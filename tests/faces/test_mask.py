@@ -8,7 +8,8 @@ import pytest
 
 from faces.align import alignment_matrix, transform_points
 from faces.errors import FaceError
-from faces.mask import feather_mask, hull_mask
+from faces.expression import OUTER_LIP
+from faces.mask import feather_mask, hull_mask, mouth_mask, mouth_outline
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,34 @@ def test_bad_mask_inputs_are_rejected(crop_points):
         hull_mask(mesh[:2], 128)
     with pytest.raises(FaceError, match="2-D"):
         feather_mask(np.zeros((4, 4, 3)), 2)
+
+
+def test_mouth_mask_keeps_the_lips_whole_and_stays_off_the_eyes_and_nose(crop_points):
+    mesh, keypoints = crop_points
+    lips = _hard_hull(mesh[list(OUTER_LIP)], 128)
+    nose = tuple(np.round(keypoints[2]).astype(int)[::-1])
+    # The server's keep_mouth at 128 px. The astronaut smiles: her nose tip is 7 px above her upper lip.
+    for points, nose_limit in ((mesh, 0.1), (keypoints, 0.25)):
+        mask = mouth_mask(points, 128, margin=7, feather=3, margin_up=5)
+        assert mask.dtype == np.float32 and mask.shape == (128, 128)
+        assert mask[lips].min() > 0.95, "part of the lips would be swapped"
+        for eye in keypoints[:2]:
+            x, y = np.round(eye).astype(int)
+            assert mask[y, x] < 0.01, "the mouth mask reaches an eye"
+        assert mask[nose] < nose_limit, f"the mouth mask reaches the nose tip ({mask[nose]:.2f})"
+    assert mouth_mask(mesh, 128, margin=7, feather=3)[nose] > 0.5, "margin_up does not keep the mask down"
+    small = mouth_mask(mesh, 128, margin=0, feather=0)
+    assert np.array_equal(small > 0.5, hull_mask(mesh[list(OUTER_LIP)], 128) > 0.5)
+    assert mouth_mask(mesh, 128, margin=7, feather=3, margin_up=5).sum() > 1.5 * small.sum(), \
+        "the margin does not grow the mask"
+
+
+def test_mouth_outline_needs_the_mesh_or_five_keypoints(crop_points):
+    mesh, keypoints = crop_points
+    assert mouth_outline(mesh).shape == (len(OUTER_LIP), 2)
+    with pytest.raises(FaceError, match="5 keypoints or the 468-point mesh"):
+        mouth_outline(mesh[:10])
+    with pytest.raises(FaceError, match="mouth corners"):
+        mouth_outline(np.array([keypoints[0], keypoints[1], keypoints[2], keypoints[3], keypoints[3]]))
+    with pytest.raises(FaceError, match="margin"):
+        mouth_mask(mesh, 128, margin=-1, feather=0)
