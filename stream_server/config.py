@@ -34,6 +34,9 @@ class SessionOptions:
     feather: int = 4
     color: ColorMode = "rct"
     boxes: bool = False
+    keep_mouth: bool = False
+    """Leave the speaker's own lips and teeth in the frame (the rest of the face swapped): every movement of the
+    mouth kept, at the price of the mouth being the speaker's."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -46,6 +49,8 @@ class SessionOptions:
             raise ConfigError(f"option 'color' must be one of {', '.join(COLOR_MODES)}, got {self.color!r}")
         if not isinstance(self.boxes, bool):
             raise ConfigError(f"option 'boxes' must be true or false, got {self.boxes!r}")
+        if not isinstance(self.keep_mouth, bool):
+            raise ConfigError(f"option 'keep_mouth' must be true or false, got {self.keep_mouth!r}")
 
     def updated(self, changes: Mapping[str, Any]) -> SessionOptions:
         """A copy with `changes` applied; unknown keys and bad values raise ConfigError naming the key."""
@@ -289,6 +294,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="default mask feather in face-crop pixels (default 4)")
     parser.add_argument("--color", choices=COLOR_MODES, default=_env(environ, "COLOR", "rct"),
                         help="default colour-transfer mode (default rct)")
+    parser.add_argument("--keep-mouth", action="store_true",
+                        default=_env(environ, "KEEP_MOUTH", False, _parse_bool),
+                        help="new sessions keep the speaker's own mouth inside the swapped face (default off)")
     parser.add_argument("--studio", metavar="DIR", default=_env(environ, "STUDIO", None),
                         help="train models on faces uploaded in the page's Studio tab, jobs in DIR (off by default; "
                              "needs the train extra)")
@@ -344,9 +352,10 @@ def config_from_args(argv: Sequence[str], environ: Mapping[str, str] | None = No
     if pipeline == "echo" and models_dir is not None and not (models_dir / "manifest.json").is_file():
         models_dir = None  # echo needs no models; /api/models then lists none
     try:
-        defaults = SessionOptions(model=args.model, feather=args.feather, color=args.color)
+        defaults = SessionOptions(model=args.model, feather=args.feather, color=args.color,
+                                  keep_mouth=args.keep_mouth)
     except ConfigError as exc:
-        raise ConfigError(f"--model/--feather/--color: {exc}") from exc
+        raise ConfigError(f"--model/--feather/--color/--keep-mouth: {exc}") from exc
     return ServerConfig(
         models_dir=models_dir,
         host=args.host,

@@ -25,7 +25,7 @@ from faces.align import AlignedFace, align_face, paste_back, transform_points
 from faces.color import transfer_color
 from faces.detect import FaceDetector
 from faces.errors import FaceError
-from faces.mask import hull_mask
+from faces.mask import hull_mask, mouth_mask
 from faces.smooth import LandmarkSmoother
 from faces.track import Detector, FaceTracker
 from faces.types import Face
@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 BOX_COLOUR = (0, 255, 0)
 # While inference fails, the client hears about it at once and then at most this often (not once per frame).
 OUTAGE_NOTICE_INTERVAL_S = 5.0
+# With keep_mouth: how far past the lips the speaker's own face is kept, and how softly it meets the swap, as
+# shares of the crop (px at 128 px). The margin covers the swap's own mouth where it is drawn larger than the
+# speaker's; towards the nose, which can sit 7 px above the upper lip of a smiling face (tests/faces/test_mask.py),
+# it stops sooner.
+KEPT_MOUTH_MARGIN = 7 / 128
+KEPT_MOUTH_MARGIN_UP = 5 / 128
+KEPT_MOUTH_FEATHER = 3 / 128
 
 
 class Infer(Protocol):
@@ -196,10 +203,15 @@ def _blend_face(frame: NDArray[np.uint8], face: Face, crop: AlignedFace, rgb: ND
                 options: SessionOptions) -> NDArray[np.uint8]:
     """Colour-match one generated face to the original crop and paste it back through a feathered hull mask."""
     swapped = (np.clip(rgb.transpose(1, 2, 0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    points = transform_points(face.points, crop.matrix)
     # The mesh hull where the detector found one, else a face outline grown from the 5 keypoints.
-    mask = hull_mask(transform_points(face.points, crop.matrix), face_size, options.feather)
+    mask = hull_mask(points, face_size, options.feather)
     if model_mask is not None:
         mask = mask * np.clip(model_mask[0], 0.0, 1.0)
     if options.color != "none" and float(mask.sum()) >= 1.0:
         swapped = transfer_color(swapped, crop.crop, options.color, mask=mask)
+    if options.keep_mouth:
+        # The colour statistics above are the whole face's; only the paste leaves the mouth out.
+        mask = mask * (1.0 - mouth_mask(points, face_size, face_size * KEPT_MOUTH_MARGIN,
+                                        face_size * KEPT_MOUTH_FEATHER, face_size * KEPT_MOUTH_MARGIN_UP))
     return np.asarray(paste_back(frame, swapped, crop.matrix, mask.astype(np.float32)), dtype=np.uint8)

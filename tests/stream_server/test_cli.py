@@ -65,6 +65,15 @@ def test_config_is_frozen_and_options_validate() -> None:
         SessionOptions().updated({"zoom": 2})
 
 
+def test_keep_mouth_is_off_unless_asked_for() -> None:
+    assert config_from_args(["--pipeline", "echo"], {}).default_options.keep_mouth is False
+    assert config_from_args(["--pipeline", "echo", "--keep-mouth"], {}).default_options.keep_mouth is True
+    assert config_from_args(["--pipeline", "echo"], {"SWAPSTREAM_KEEP_MOUTH": "1"}).default_options.keep_mouth is True
+    assert SessionOptions().updated({"keep_mouth": True}).keep_mouth is True
+    with pytest.raises(ConfigError, match="option 'keep_mouth' must be true or false"):
+        SessionOptions().updated({"keep_mouth": "yes"})
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -116,6 +116,33 @@ def test_swap_changes_the_face_only(models: Any, detectors: list, server_clip: C
     pipeline.close()
 
 
+def test_keep_mouth_leaves_the_speakers_lips_and_swaps_the_rest(models: Any, detectors: list,
+                                                               server_clip: Clip) -> None:
+    import cv2
+
+    from faces.expression import OUTER_LIP
+
+    pipeline = _pipeline(models, detectors, disclosure_mark=False)
+    frame = server_clip.frames[2]
+    keep = SessionOptions(keep_mouth=True)
+    faces, _ = pipeline.locate(frame.copy(), keep, 0.0)
+    assert len(faces) == 1 and faces[0].mesh is not None
+    kept, _ = pipeline.render(frame.copy(), faces, keep)
+    swapped, _ = pipeline.render(frame.copy(), faces, SessionOptions())
+    hull = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(faces[0].mesh[list(OUTER_LIP)]).astype(np.int32)), 1)
+    lips = cv2.erode(hull, np.ones((5, 5), np.uint8)) > 0
+    near_mouth = cv2.dilate(hull, np.ones((31, 31), np.uint8)) > 0
+    inside, _ = server_clip.face_masks(2, shrink=4, grow=3)
+    rest = inside & ~near_mouth
+    assert lips.sum() > 20 and rest.sum() > 500
+    assert _diff(swapped, frame)[lips].mean() > 20, "without keep_mouth the swap should draw the lips"
+    assert _diff(kept, frame)[lips].mean() < 2, "keep_mouth swapped the speaker's lips"
+    assert _diff(kept, frame)[rest].mean() > 40, "keep_mouth left the rest of the face unswapped"
+    assert _diff(kept, swapped)[rest].max() <= 1, "keep_mouth changed the face away from the mouth"
+    pipeline.close()
+
+
 def test_echo_is_the_same_pipeline_with_swap_off(models: Any, detectors: list, server_clip: Clip) -> None:
     frame = server_clip.frames[1]
     marked = _pipeline(models, detectors, mode="echo")
