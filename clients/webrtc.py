@@ -61,7 +61,7 @@ def endpoint_from_flags(url: str, token: str | None, timeout_s: float = 20.0) ->
 
 
 def parse_options(text: str | None) -> dict[str, Any]:
-    """The --options flag: a JSON object of session options (model, swap, feather, color, boxes)."""
+    """The --options flag: a JSON object of session options (model, swap, feather, color, boxes, keep_mouth)."""
     if not text:
         return {}
     try:

@@ -24,6 +24,7 @@ const ui = {
   color: $("color"),
   swap: $("swap"),
   boxes: $("boxes"),
+  keepMouth: $("keep-mouth"),
   serverInfo: $("server-info"),
   sendAudio: $("send-audio"),
   hearReturned: $("hear-returned"),
@@ -55,6 +56,7 @@ function currentOptions() {
     feather: Number(ui.feather.value),
     color: ui.color.value,
     boxes: ui.boxes.checked,
+    keep_mouth: ui.keepMouth.checked,
   };
 }
 
@@ -122,6 +124,7 @@ function applyDefaults(defaults) {
   if (defaults.color) ui.color.value = defaults.color;
   if (typeof defaults.swap === "boolean") ui.swap.checked = defaults.swap;
   if (typeof defaults.boxes === "boolean") ui.boxes.checked = defaults.boxes;
+  if (typeof defaults.keep_mouth === "boolean") ui.keepMouth.checked = defaults.keep_mouth;
   ui.featherValue.textContent = ui.feather.value;
 }
 
@@ -266,7 +269,7 @@ async function useStudioModel(name) {
 
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
-for (const control of [ui.model, ui.direction, ui.color, ui.swap, ui.boxes]) control.addEventListener("change", optionsChanged);
+for (const control of [ui.model, ui.direction, ui.color, ui.swap, ui.boxes, ui.keepMouth]) control.addEventListener("change", optionsChanged);
 ui.feather.addEventListener("input", optionsChanged);
 ui.hearReturned.addEventListener("change", syncReturnedAudio);
 $("tab-stream").addEventListener("click", () => selectTab("stream"));

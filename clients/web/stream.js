@@ -16,7 +16,7 @@ export function gatheringComplete(pc, timeoutMs = 5000) {
 export class StreamSession {
   /**
    * @param {MediaStream} localStream camera stream to send, with a microphone track when sound is sent
-   * @param {object} options session options (model, swap, feather, color, boxes)
+   * @param {object} options session options (model, swap, feather, color, boxes, keep_mouth)
    * @param {{onTrack: function(MediaStream), onServerStats: function(object), onOptions: function(object),
    *   onState: function(string)}} handlers (onOptions: the server's {"type": "options", "options", "reason"?})
    */
