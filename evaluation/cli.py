@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sensor noise added to the still clip, grey levels (default 2)")
     parser.add_argument("--color", choices=COLOR_MODES, default="rct", help="colour transfer (default rct)")
     parser.add_argument("--feather", type=int, default=4, help="blend feather, crop px (default 4)")
+    parser.add_argument("--keep-mouth", action="store_true",
+                        help="the server's keep_mouth option: A's own lips and teeth left in the swap")
     parser.add_argument("--detect-every", type=int, default=None, metavar="N",
                         help="re-detect every N frames (default: the server's)")
     parser.add_argument("--samples", type=int, default=6, metavar="N", help="sample pairs per source in the PNG")
@@ -49,7 +51,7 @@ def config_from_args(argv: list[str]) -> EvaluateConfig:
         models_dir=args.models, a_sources=tuple(args.a_sources), out=args.out, model=args.model,
         b_sources=tuple(args.b_sources), max_frames=args.max_frames, every=args.every, b_frames=args.b_frames,
         still_frames=args.still_frames, still_noise=args.still_noise, color=args.color, feather=args.feather,
-        detect_every=args.detect_every, samples=args.samples, progress=sys.stderr.isatty(),
+        keep_mouth=args.keep_mouth, detect_every=args.detect_every, samples=args.samples, progress=sys.stderr.isatty(),
     )
 
 

@@ -37,6 +37,8 @@ class EvaluateConfig:
     """Sensor noise (grey levels, standard deviation) added to each frame of the still clip, as a webcam has."""
     color: ColorMode = "rct"
     feather: int = 4
+    keep_mouth: bool = False
+    """The server's keep_mouth option: A's own mouth left in the swapped face."""
     detect_every: int | None = None
     """Re-detect every N frames as `swapstream serve --detect-every`; None: the server's default."""
     samples: int = 6
@@ -59,6 +61,8 @@ class EvaluateConfig:
             raise EvaluationError(f"--color must be one of {', '.join(COLOR_MODES)}, got {self.color!r}")
         if isinstance(self.feather, bool) or not 0 <= self.feather <= MAX_FEATHER:
             raise EvaluationError(f"--feather must be an integer in 0..{MAX_FEATHER} px, got {self.feather!r}")
+        if not isinstance(self.keep_mouth, bool):
+            raise EvaluationError(f"keep_mouth must be true or false, got {self.keep_mouth!r}")
         if self.detect_every is not None and self.detect_every < 1:
             raise EvaluationError(f"--detect-every must be >= 1, got {self.detect_every}")
         if Path(self.out).exists() and not Path(self.out).is_dir():

@@ -371,7 +371,7 @@ def run_evaluation(config: EvaluateConfig) -> EvaluationResult:
     a_sources = [open_source(path) for path in config.a_sources]
     b_sources = [open_source(path) for path in config.b_sources]
     with closing(SwapRunner(config.models_dir, config.model, config.color, config.feather,
-                            config.detect_every)) as runner:
+                            config.detect_every, keep_mouth=config.keep_mouth)) as runner:
         log.info("evaluating %s (%d px, %s) on %d source(s)", runner.model.name, runner.model.face_size,
                  runner.model.provider, len(a_sources))
         judge = IdentityJudge() if b_sources else None

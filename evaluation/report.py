@@ -24,7 +24,7 @@ def report_json(result: EvaluationResult) -> dict[str, Any]:
                   "direction": result.model.direction, "face_size": result.model.face_size,
                   "provider": result.model.provider},
         "pipeline": {"detect_every": result.detect_every, "color": config.color, "feather": config.feather,
-                     "faces_per_frame": 1, "disclosure_mark": True},
+                     "keep_mouth": config.keep_mouth, "faces_per_frame": 1, "disclosure_mark": True},
         "settings": {"every": config.every, "max_frames": config.max_frames, "b_frames": config.b_frames,
                      "still_frames": config.still_frames, "still_noise": config.still_noise},
         "sources": [{"name": s.source.name, "path": str(s.source.path), "kind": s.source.kind, **s.summary,
@@ -95,7 +95,7 @@ def summary_text(result: EvaluationResult) -> str:
         f"swapstream evaluate: {config.models_dir} {model.name} ({model.direction}, {model.face_size} px, "
         f"{model.provider}) in {minutes}m{seconds:02d}s",
         f"server pipeline: detect every {result.detect_every}, colour {config.color}, feather {config.feather}, "
-        "one face per frame",
+        + ("A's own mouth kept, " if config.keep_mouth else "") + "one face per frame",
         "",
     ]
     columns = [_column_name(s.source.path) for s in result.sources]

@@ -64,13 +64,13 @@ class SwapRunner:
     """Loads one swap model as the server does and runs clips through the server's frame pipeline."""
 
     def __init__(self, models_dir: Path, model: str, color: ColorMode, feather: int,
-                 detect_every: int | None = None) -> None:
+                 detect_every: int | None = None, keep_mouth: bool = False) -> None:
         manifest, backends = load_models(models_dir)
         self._catalog = ModelCatalog(manifest.models, backends)
         info = self._catalog.resolve(model)
         backend = self._catalog.backends[info.name]
         self.model = SwapModel(info.name, info.direction, info.face_size, backend.provider)
-        self.options = SessionOptions(model=info.name, color=color, feather=feather)
+        self.options = SessionOptions(model=info.name, color=color, feather=feather, keep_mouth=keep_mouth)
         self.detect_every = detect_every if detect_every is not None else server_detect_every()
 
     def clip(self, mode: PipelineMode, fps: float) -> ClipRun:
