@@ -74,3 +74,19 @@ def test_bad_models_folder_source_and_model_are_named(tmp_path: Path, exported_m
                  "--out", str(tmp_path / "r")]) == 1
     assert "no swap model 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing written before the inputs check out
+
+
+def test_keep_mouth_reaches_the_server_options_and_the_report(exported_models: Path, synthetic_video_a: Path,
+                                                              tmp_path: Path) -> None:
+    from evaluation.cli import config_from_args
+    from evaluation.swap_runner import SwapRunner
+
+    argv = ["--models", str(exported_models), "--a", str(synthetic_video_a), "--out", str(tmp_path / "r")]
+    assert config_from_args(argv).keep_mouth is False
+    config = config_from_args(argv + ["--keep-mouth"])
+    assert config.keep_mouth is True
+    runner = SwapRunner(config.models_dir, config.model, config.color, config.feather, keep_mouth=config.keep_mouth)
+    try:
+        assert runner.options.keep_mouth is True
+    finally:
+        runner.close()
