@@ -3,10 +3,12 @@
 Renders the same 640x480 synthetic video as bench/stream_latency.py, runs it through the server's FramePipeline
 in echo mode (the pass-through baseline: decode-side work, disclosure mark) and in swap mode with a real model
 and the real mediapipe detector, and prints the mean and p50 ms of every stage. It then times the blend
-stage's parts (hull mask, colour transfer, paste-back) on the faces the swap run found, so a slow part shows.
+stage's parts (hull mask, colour transfer, paste-back; the mouth mask with --keep-mouth) on the faces the swap
+run found, so a slow part shows.
 No network, no codec: this isolates the pipeline's own work from WebRTC.
 
-    python bench/blend_speed.py --models models/demo [--frames 48] [--repeat 3] [--color rct] [--feather 4]
+    python bench/blend_speed.py --models models/demo [--frames 48] [--repeat 3] [--color rct] [--feather 4] \
+        [--keep-mouth]
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from stream_server.backends import load_models  # noqa: E402
 from stream_server.batching import BatcherLane, InferenceBatcher  # noqa: E402
 from stream_server.catalog import ModelCatalog  # noqa: E402
 from stream_server.config import SessionOptions  # noqa: E402
-from stream_server.pipeline import FramePipeline, PipelineSettings  # noqa: E402
+from stream_server.pipeline import (  # noqa: E402
+    KEPT_MOUTH_FEATHER,
+    KEPT_MOUTH_MARGIN,
+    KEPT_MOUTH_MARGIN_UP,
+    FramePipeline,
+    PipelineSettings,
+)
 
 logger = logging.getLogger("bench.blend_speed")
 
@@ -76,12 +84,15 @@ def time_call(fn: Callable[[], Any], count: int) -> float:
 
 def blend_parts(frames: list[np.ndarray], faces_per_frame: list[list[Any]], backend: Any, face_size: int,
                 options: SessionOptions, count: int) -> dict[str, list[float]]:
-    """Time the blend stage's parts on each frame's first face: hull mask, colour transfer, paste-back."""
+    """Time the blend stage's parts on each frame's first face: hull mask, colour transfer, paste-back (and the
+    mouth mask when the options keep the mouth)."""
     from faces.align import align_face, paste_back, transform_points
     from faces.color import transfer_color
-    from faces.mask import hull_mask
+    from faces.mask import hull_mask, mouth_mask
 
     parts: dict[str, list[float]] = {"hull_mask": [], "transfer_color": [], "paste_back": []}
+    if options.keep_mouth:
+        parts["mouth_mask"] = []
     for frame, faces in zip(frames, faces_per_frame):
         if not faces:
             continue
@@ -99,6 +110,10 @@ def blend_parts(frames: list[np.ndarray], faces_per_frame: list[list[Any]], back
             parts["transfer_color"].append(
                 time_call(lambda: transfer_color(swapped, crop.crop, options.color, mask=mask), count))
         parts["paste_back"].append(time_call(lambda: paste_back(frame, swapped, crop.matrix, mask), count))
+        if options.keep_mouth:
+            parts["mouth_mask"].append(time_call(
+                lambda: mouth_mask(points, face_size, face_size * KEPT_MOUTH_MARGIN, face_size * KEPT_MOUTH_FEATHER,
+                                   face_size * KEPT_MOUTH_MARGIN_UP), count))
     return parts
 
 
@@ -112,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detect-every", type=int, default=3, help="as swapstream serve (default 3)")
     parser.add_argument("--feather", type=int, default=4, help="mask feather in crop px (default 4)")
     parser.add_argument("--color", default="rct", choices=("rct", "lct", "none"), help="colour transfer")
+    parser.add_argument("--keep-mouth", action="store_true", help="the session option keep_mouth on")
     parser.add_argument("--part-calls", type=int, default=20, help="calls per frame when timing blend parts")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -127,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     catalog = ModelCatalog(manifest.models, backends)
     info = catalog.resolve(args.model)
     backend = catalog.backends[info.name]
-    options = SessionOptions(model=args.model, feather=args.feather, color=args.color)
+    options = SessionOptions(model=args.model, feather=args.feather, color=args.color, keep_mouth=args.keep_mouth)
 
     # The server's own way to the model: one session's lane into the inference batcher.
     batcher = InferenceBatcher({info.name: backend})
@@ -149,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = blend_parts(frames, faces_seen, backend, info.face_size, options, args.part_calls)
 
     print(f"\nmodel {info.name} ({info.face_size} px, {backend.provider}), {args.frames} frames x {args.repeat}, "
-          f"faces found in {found}/{len(frames)} frames, color {args.color}, feather {args.feather}")
+          f"faces found in {found}/{len(frames)} frames, color {args.color}, feather {args.feather}"
+          + (", keep_mouth" if args.keep_mouth else ""))
     print(f"{'stage':<28} {'mean':>6}   {'p50':>6}  ms")
     print(f"{'echo: frame total':<28} {_summary(results['echo']['total'])}")
     for stage in ("detect", "align", "infer", "blend", "total"):
