@@ -97,7 +97,7 @@ def hull_mask(points_in_crop: npt.ArrayLike, size: int | tuple[int, int], feathe
 
 
 def mouth_outline(points_in_crop: npt.ArrayLike) -> Float64Array:
-    """The lips' outer edge: the mesh's outer lip ring, or an ellipse about the mouth corners of 5 keypoints."""
+    """The lips' outer edge: the mesh's outer lip ring, or a half ellipse under the mouth corners of 5 keypoints."""
     pts = check_points(points_in_crop, "points_in_crop")
     if pts.shape[0] == MESH_POINTS:
         ring: Float64Array = pts[list(OUTER_LIP)]
