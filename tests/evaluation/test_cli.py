@@ -76,8 +76,8 @@ def test_bad_models_folder_source_and_model_are_named(tmp_path: Path, exported_m
     assert not (tmp_path / "r").exists()  # nothing written before the inputs check out
 
 
-def test_keep_mouth_reaches_the_server_options_and_the_report(exported_models: Path, synthetic_video_a: Path,
-                                                              tmp_path: Path) -> None:
+def test_keep_mouth_reaches_the_server_options(exported_models: Path, synthetic_video_a: Path,
+                                                tmp_path: Path) -> None:
     from evaluation.cli import config_from_args
     from evaluation.swap_runner import SwapRunner
 
