@@ -127,8 +127,16 @@ def test_page_streams_the_camera_and_shows_a_swapped_face(browser: Any, invertin
         # Live stats: the server's DataChannel reports stage times, getStats gives the received fps.
         page.wait_for_function("document.querySelectorAll('#stages tr').length > 0", timeout=10_000)
         assert page.locator("#stat-fps-in").inner_text() != "\u2013"
-        # Watch mode (?watch=SESSION, what an OBS browser source shows): the same session through WHEP.
+        # "Keep my mouth" (off by default) reaches this session's options over the control channel.
         session_id = page.evaluate("document.body.dataset.session")
+        session = next(s for s in inverting_server.state.registry if s.id == session_id)
+        assert not page.is_checked("#keep-mouth") and session.options.keep_mouth is False
+        page.check("#keep-mouth")
+        deadline = time.monotonic() + 10
+        while not session.options.keep_mouth and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert session.options.keep_mouth is True
+        # Watch mode (?watch=SESSION, what an OBS browser source shows): the same session through WHEP.
         viewer = browser.new_page()
         try:
             viewer.goto(f"{inverting_server.url}?watch={session_id}")
