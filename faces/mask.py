@@ -136,19 +136,17 @@ def mouth_mask(points_in_crop: npt.ArrayLike, size: int | tuple[int, int], margi
     for name, value in (("margin", margin), ("feather", feather), ("margin_up", up_margin)):
         if not np.isfinite(value) or value < 0:
             raise FaceError(f"{name} must be a number >= 0 px, got {value!r}")
-    mask = np.zeros(shape, dtype=np.uint8)
-    hull = cv2.convexHull(np.round(outline * 16).astype(np.int32))
-    cv2.fillConvexPoly(mask, hull, (255,), lineType=cv2.LINE_AA, shift=4)
-    grown = mask >= 128
+    lips = hull_mask(outline, shape) >= 0.5
+    grown = lips
     if margin > 0:
-        outside = cv2.distanceTransform((mask < 128).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        outside = cv2.distanceTransform((~lips).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         grown = outside <= margin
         if up_margin < margin:
             up = _towards_the_eyes(pts, outline)
             heights = outline @ up
             above_lips = (np.arange(shape[1])[None, :] * up[0] + np.arange(shape[0])[:, None] * up[1]
                           - heights.max())
-            grown &= (above_lips <= up_margin) | (mask >= 128)
+            grown &= (above_lips <= up_margin) | lips
     return feather_mask(grown.astype(np.float32), feather)
 
 
